@@ -1,0 +1,52 @@
+"""otyspd: work with OTYS recruiting data in pandas and Jupyter.
+
+>>> import otyspd
+>>> session = otyspd.connect(sandbox=True)          # simulated data, no key needed
+>>> df = session.read_list("Candidate", ["uid", "Person.lastName", "statusId"])
+"""
+
+import logging
+
+from .errors import (
+    AccessDenied,
+    BadRequest,
+    ConfigurationError,
+    ConflictError,
+    DriftError,
+    FileTransferError,
+    HTTPStatusError,
+    IncompleteRead,
+    InvalidInput,
+    NotFound,
+    OtysError,
+    OwsError,
+    ProtocolError,
+    RateLimited,
+    RequestTimeout,
+    TransportError,
+)
+from .session import Session
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessDenied",
+    "BadRequest",
+    "ConfigurationError",
+    "ConflictError",
+    "DriftError",
+    "FileTransferError",
+    "HTTPStatusError",
+    "IncompleteRead",
+    "InvalidInput",
+    "NotFound",
+    "OtysError",
+    "OwsError",
+    "ProtocolError",
+    "RateLimited",
+    "RequestTimeout",
+    "Session",
+    "TransportError",
+]
