@@ -100,6 +100,12 @@ class Session:
 
         return options.get_options(self, service, fields)
 
+    def field_defs(self, service: str) -> dict[str, Any] | None:
+        """The field definitions of ``service`` by dotted name, or None when unknown."""
+        from . import fields
+
+        return fields.field_defs(self, service)
+
     def fields(self, service: str) -> pd.DataFrame:
         """Return the field definitions of ``service`` as a DataFrame."""
         from . import fields
