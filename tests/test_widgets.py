@@ -234,3 +234,156 @@ def test_removing_a_condition_row_drops_it():
     row.remove_button.click()
     assert ex.rows == [] and ex.rows_box.children == ()
     assert ex.condition() is None
+
+
+# ---- review panel, with a stand-in plan ------------------------------------------
+
+
+class StandInReport:
+    def __init__(self, frame: pd.DataFrame, undo: Any = None) -> None:
+        self.frame = frame
+        self.counts = frame["status"].value_counts().to_dict()
+        self._undo = undo
+
+    def undo(self) -> StandInReport:
+        return self._undo()
+
+
+class StandInPlan:
+    """A dry-run plan whose apply writes into ``store`` (and can fail on demand)."""
+
+    def __init__(self, store: dict, changes: list[tuple[str, str, Any, Any]]) -> None:
+        self.store = store
+        self.frame = pd.DataFrame(changes, columns=["uid", "field", "old", "new"])
+        self.frame["status"] = "planned"
+        self.counts = {"planned": len(changes)}
+        self.applied_with: list | None = None
+        self.fail = False
+
+    def apply(self, *, exclude=()) -> StandInReport:
+        if self.fail:
+            raise AccessDenied("Access denied; please login again", code=0)
+        self.applied_with = list(exclude)
+        frame = self.frame.copy()
+        for i, row in frame.iterrows():
+            if (row.uid, row.field) in exclude:
+                frame.loc[i, "status"] = "skipped"
+            else:
+                self.store[(row.uid, row.field)] = row.new
+                frame.loc[i, "status"] = "written"
+
+        def undo() -> StandInReport:
+            back = frame[frame.status == "written"].copy()
+            for row in back.itertuples():
+                self.store[(row.uid, row.field)] = row.old
+            return StandInReport(back)
+
+        return StandInReport(frame, undo)
+
+
+class PlanningSession:
+    def __init__(self, plan: StandInPlan | Exception) -> None:
+        self.plan = plan
+
+    def write_back(self, service, original, edited, *, dry_run=False, **options):
+        assert dry_run is True
+        if isinstance(self.plan, Exception):
+            raise self.plan
+        return self.plan
+
+
+def _stand_in_panel(changes=None):
+    changes = changes or [
+        ("1", "Person.lastName", "Jansen", "Janssen"),
+        ("1", "statusId", "2", "3"),
+        ("2", "Person.lastName", None, "Smit"),
+    ]
+    store = {(uid, field): old for uid, field, old, _ in changes}
+    plan = StandInPlan(store, changes)
+    return widgets.review(
+        PlanningSession(plan), "Candidate", pd.DataFrame(), pd.DataFrame()
+    ), store
+
+
+def test_review_lists_each_change_with_a_ticked_checkbox_and_counts():
+    panel, _ = _stand_in_panel()
+    assert [box.value for box in panel.changes] == [True, True, True]
+    assert panel.changes[2].description == "2 · Person.lastName: (empty) → Smit"
+    assert (
+        "3 changes planned; 3 to write in 2 records; 0 left out." in panel.counts.value
+    )
+    assert not panel.apply_button.disabled and panel.undo_button.disabled
+
+    panel.changes[0].value = False
+    assert panel.excluded == [("1", "Person.lastName")]
+    assert "2 to write in 2 records; 1 left out." in panel.counts.value
+    panel.none_button.click()
+    assert "0 to write in 0 records; 3 left out." in panel.counts.value
+    panel.all_button.click()
+    assert panel.excluded == []
+
+
+def test_review_applies_without_the_excluded_change_then_undoes():
+    panel, store = _stand_in_panel()
+    panel.exclude(("1", "statusId"))
+    panel.apply_button.click()
+
+    assert panel.plan.applied_with == [("1", "statusId")]
+    assert store == {
+        ("1", "Person.lastName"): "Janssen",
+        ("1", "statusId"): "2",
+        ("2", "Person.lastName"): "Smit",
+    }
+    assert panel.message_text == "Written: written 2, skipped 1."
+    assert panel.apply_button.disabled and panel.all_button.disabled
+    assert all(box.disabled for box in panel.changes)
+    assert not panel.undo_button.disabled
+    assert repr(panel) == "ReviewPanel(CandidateService, applied)"
+
+    panel.undo_button.click()
+    assert store[("1", "Person.lastName")] == "Jansen"
+    assert store[("1", "statusId")] == "2"
+    assert pd.isna(store[("2", "Person.lastName")])
+    assert panel.message_text == "Undone: written 2."
+    assert panel.undo_button.disabled
+
+
+def test_review_keeps_apply_available_when_applying_fails():
+    panel, store = _stand_in_panel()
+    before = dict(store)
+    panel.plan.fail = True
+    panel.apply_button.click()
+
+    assert store == before
+    assert "please login again" in panel.message_text
+    assert panel.report is None
+    assert not panel.apply_button.disabled and panel.undo_button.disabled
+
+
+def test_review_shows_an_invalid_edit_as_a_message():
+    problem = InvalidInput(
+        "the edit cannot be written", ["row '7', column 'statusId': no option 'Hired'"]
+    )
+    panel = widgets.review(
+        PlanningSession(problem), "Candidate", pd.DataFrame(), pd.DataFrame()
+    )
+
+    assert panel.plan is None
+    assert "no option 'Hired'" in panel.message_text
+    assert panel.apply_button.disabled and panel.none_button.disabled
+
+
+def test_review_of_an_edit_without_changes_has_nothing_to_apply():
+    empty = StandInPlan({}, [])
+    panel = widgets.review(
+        PlanningSession(empty), "Candidate", pd.DataFrame(), pd.DataFrame()
+    )
+    assert panel.changes == [] and panel.apply_button.disabled
+    assert "Nothing to write" in panel.message_text
+
+
+def test_review_refuses_to_exclude_a_change_that_is_not_planned():
+    panel, _ = _stand_in_panel()
+    with pytest.raises(InvalidInput, match="no planned change") as caught:
+        panel.exclude(("9", "statusId"))
+    assert "9 / statusId" in str(caught.value)
