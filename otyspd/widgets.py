@@ -428,30 +428,32 @@ class Explorer(_Form):
 
     def _service_changed(self, change: Any = None) -> None:
         # Suggest the fields the server lists for this service, when it says.
+        service = self.service.value
         try:
-            self._defs = self.session.field_defs(self.service.value)
+            self._defs = self.session.field_defs(service)
+            unknown = f"The field list of {service} is unknown"
         except OtysError as exc:
             self._defs = None
-            self._say(f"Field list not available ({exc}); type dotted paths instead.")
+            unknown = f"The field list of {service} could not be read ({exc})"
         defs = self._defs or {}
-        listable = [name for name, d in defs.items() if getattr(d, "listable", True)]
+
+        # Offer each field where it can be used; typed paths stay possible.
+        listable = [name for name, d in defs.items() if d.listable]
         self.fields.options = listable
         self.fields.value = ()
         self.fields.layout.display = None if listable else "none"
-        sortable = [name for name, d in defs.items() if getattr(d, "sortable", True)]
-        self.sort_field.options = sortable
+        self.sort_field.options = [name for name, d in defs.items() if d.sortable]
         for row in self.rows:
             row.field.options = self._filterable()
-        if self._defs is not None:
-            self._say(f"{len(listable)} fields can be listed for {self.service.value}.")
-        elif change is None or not self.message_text.startswith("Field list"):
-            self._say(
-                "This service's field list is unknown; type dotted paths under 'More fields'."
-            )
+
+        if self._defs is None:
+            self._say(f"{unknown}; type dotted paths under 'More fields'.")
+        else:
+            self._say(f"{service}: {len(listable)} fields can be listed.")
 
     def _filterable(self) -> list[str]:
         defs = self._defs or {}
-        return [name for name, d in defs.items() if getattr(d, "filterable", True)]
+        return [name for name, d in defs.items() if d.filterable]
 
     # ---- from the form to a request
 
