@@ -7,6 +7,7 @@
 
 import logging
 
+from .duplicates import merge_map, surviving_ids
 from .errors import (
     AccessDenied,
     BadRequest,
@@ -49,4 +50,6 @@ __all__ = [
     "RequestTimeout",
     "Session",
     "TransportError",
+    "merge_map",
+    "surviving_ids",
 ]

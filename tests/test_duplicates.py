@@ -1,0 +1,265 @@
+"""Merged candidates: duplicate_info, surviving_ids (chains, cycles, unknown ids), merge_map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+
+from otyspd import duplicates
+from otyspd.errors import BadRequest, InvalidInput, NotFound
+
+
+def merge(when, src, dst):
+    """One mergeHistory entry: (uid, internalId, personalNr) of source and destination."""
+    return {
+        "mergeDateTime": when,
+        "idSource": src[1],
+        "oidSource": src[0],
+        "personalNrSource": src[2],
+        "idDestination": dst[1],
+        "oidDestination": dst[0],
+        "personalNrDestination": dst[2],
+    }
+
+
+A = ("uA", 101, "P-A")
+B = ("uB", 102, "P-B")
+C = ("uC", 103, "P-C")
+CHAIN = {  # A merged into B, later B into C; the server lists them keyed by idSource
+    "102": merge("2024-06-02 10:00:00", B, C),
+    "101": merge("2024-05-01 09:30:00", A, B),
+}
+
+
+def answer(history, survivor):
+    return {
+        "mergeHistory": history,
+        "newCandidateId": str(survivor[1]),
+        "newCandidateOuid": survivor[0],
+        "newCandidatePersonalNr": survivor[2],
+    }
+
+
+@dataclass
+class Result:
+    ok: bool
+    data: object = None
+    error: Exception | None = None
+
+
+class FakeSession:
+    """retrieveDuplicateInfo from a table; NotFound for anything else."""
+
+    def __init__(self, table):
+        self.table = table
+        self.calls: list = []
+        self.batches: list = []
+
+    def _answer(self, key):
+        if key not in self.table:
+            raise NotFound("Candidate not found", method="retrieveDuplicateInfo")
+        value = self.table[key]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def call(self, method, *params):
+        self.calls.append((method, params))
+        return self._answer(params[0])
+
+    def multi(self, calls, *, idempotent=None):
+        self.batches.append(calls)
+        out = []
+        for method, params in calls:
+            assert method == "CandidateService.retrieveDuplicateInfo"
+            try:
+                out.append(Result(True, self._answer(params[0])))
+            except Exception as exc:
+                out.append(Result(False, error=exc))
+        return out
+
+
+def chain_session():
+    table = {key: answer(CHAIN, C) for key in ("uA", "101", "P-A", "uB", "102")}
+    table["uC"] = answer([], C)
+    table["103"] = answer([], C)
+    return FakeSession(table)
+
+
+def test_duplicate_info_types_and_sorts_the_history():
+    info = duplicates.duplicate_info(chain_session(), "uA")
+
+    assert (info.new_uid, info.new_internal_id, info.new_personal_nr) == (
+        "uC",
+        "103",
+        "P-C",
+    )
+    assert info.merged
+    history = info.history
+    assert list(history.columns) == list(duplicates.HISTORY_COLUMNS)
+    assert list(history["oidSource"]) == ["uA", "uB"]
+    assert list(history["idSource"]) == ["101", "102"]
+    assert str(history["idSource"].dtype) == "string"
+    assert str(
+        history["mergeDateTime"].dtype
+    ) == "datetime64[us, Europe/Amsterdam]" or (
+        str(history["mergeDateTime"].dt.tz) == "Europe/Amsterdam"
+    )
+    assert history["mergeDateTime"].iloc[0] == pd.Timestamp(
+        "2024-05-01 09:30", tz="Europe/Amsterdam"
+    )
+    assert "uA" in repr(info) and "merges=2" in repr(info)
+
+
+def test_a_record_without_merges_has_an_empty_history_and_its_own_ids():
+    info = duplicates.duplicate_info(chain_session(), 103)
+
+    assert not info.merged
+    assert info.history.empty and list(info.history.columns) == list(
+        duplicates.HISTORY_COLUMNS
+    )
+    assert info.new_uid == "uC"
+
+
+def test_zero_and_missing_merge_dates_become_nat():
+    history = {"1": merge("0000-00-00 00:00:00", A, B), "2": merge(None, B, C)}
+    frame = duplicates.history_frame(history)
+    assert frame["mergeDateTime"].isna().all()
+
+
+@pytest.mark.parametrize("bad", ["", "  ", None, True, 1.5, ["uA"]])
+def test_duplicate_info_refuses_a_bad_identifier_before_calling(bad):
+    session = chain_session()
+    with pytest.raises(InvalidInput, match="candidate identifier"):
+        duplicates.duplicate_info(session, bad)
+    assert session.calls == []
+
+
+def test_duplicate_info_of_an_unknown_id_is_not_found():
+    with pytest.raises(NotFound):
+        duplicates.duplicate_info(chain_session(), "nobody")
+
+
+def test_surviving_ids_follow_chains_keep_unknown_ids_and_look_each_id_up_once():
+    session = chain_session()
+    ids = pd.Series(
+        ["uA", "uB", "uC", "uA", "nobody", None, "101"], index=list("abcdefg")
+    )
+
+    frame = duplicates.surviving_ids(session, ids)
+
+    assert list(frame.index) == list("abcdefg")
+    assert list(frame.columns) == [
+        "id",
+        "surviving_uid",
+        "surviving_internal_id",
+        "merged",
+        "found",
+        "chain_length",
+    ]
+    assert frame["surviving_uid"].tolist() == [
+        "uC",
+        "uC",
+        "uC",
+        "uC",
+        "nobody",
+        pd.NA,
+        "uC",
+    ]
+    assert frame["merged"].tolist() == [True, True, False, True, False, False, True]
+    assert frame["found"].tolist() == [True, True, True, True, False, False, True]
+    assert frame["chain_length"].tolist() == [2, 1, 0, 2, 0, 0, 2]
+    assert frame.loc["a", "surviving_internal_id"] == "103"
+    assert str(frame["surviving_uid"].dtype) == "string"
+    assert str(frame["merged"].dtype) == "boolean"
+    # One batch, one lookup per distinct id.
+    assert len(session.batches) == 1
+    assert sorted(p[0] for _, p in session.batches[0]) == [
+        "101",
+        "nobody",
+        "uA",
+        "uB",
+        "uC",
+    ]
+
+
+def test_a_cycle_in_the_history_stops_instead_of_looping():
+    loop = {
+        "1": merge("2024-01-01 00:00:00", A, B),
+        "2": merge("2024-01-02 00:00:00", B, A),
+    }
+    session = FakeSession({"uA": {"mergeHistory": loop}})
+
+    frame = duplicates.surviving_ids(session, ["uA"])
+
+    assert frame.loc[0, "chain_length"] == 2
+    assert frame.loc[0, "surviving_uid"] == "uA"
+    assert bool(frame.loc[0, "merged"])
+
+
+def test_server_errors_other_than_not_found_are_raised():
+    session = FakeSession({"uA": BadRequest("identifier refused")})
+    with pytest.raises(BadRequest):
+        duplicates.surviving_ids(session, ["uA"])
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        ("uA", "list, Series or column"),
+        (pd.DataFrame({"a": ["uA"]}), "one column"),
+        ([1.5], "strings or whole numbers"),
+        ([True], "strings or whole numbers"),
+    ],
+)
+def test_surviving_ids_refuses_bad_input(ids, message):
+    session = chain_session()
+    with pytest.raises(InvalidInput, match=message):
+        duplicates.surviving_ids(session, ids)
+    assert session.batches == []
+
+
+def candidates_frame():
+    return pd.DataFrame(
+        {"mergeHistory": [CHAIN, [], None]},
+        index=pd.Index(["uC", "uX", "uY"], name="uid", dtype="string"),
+    )
+
+
+def test_merge_map_maps_every_source_id_to_the_record_holding_the_history():
+    mapping = duplicates.merge_map(candidates_frame())
+
+    assert mapping.index.name == "id"
+    assert set(mapping.index) == {"uA", "uB", "101", "102", "P-A", "P-B"}
+    assert set(mapping["surviving_uid"]) == {"uC"}
+    assert mapping.loc["uA", "chain_length"] == 2
+    assert mapping.loc["uB", "chain_length"] == 1
+    assert mapping.loc["101", "surviving_internal_id"] == "103"
+
+
+def test_surviving_ids_uses_a_merge_history_without_calls():
+    frame = duplicates.surviving_ids(
+        None, ["uA", "P-B", "nobody"], history=candidates_frame()
+    )
+
+    assert frame["surviving_uid"].tolist() == ["uC", "uC", "nobody"]
+    assert frame["found"].tolist() == [True, True, False]
+
+
+def test_surviving_ids_looks_up_only_what_the_history_does_not_explain():
+    session = chain_session()
+
+    frame = duplicates.surviving_ids(
+        session, ["uA", "uC", "uX", "103"], history=candidates_frame()
+    )
+
+    assert frame["surviving_uid"].tolist() == ["uC", "uC", "uX", "uC"]
+    assert frame["merged"].tolist() == [True, False, False, False]
+    assert [p[0] for _, p in session.batches[0]] == ["103"]
+
+
+def test_merge_map_needs_the_merge_history_column():
+    with pytest.raises(InvalidInput, match="mergeHistory"):
+        duplicates.merge_map(pd.DataFrame({"x": [1]}))
