@@ -27,6 +27,7 @@ from .errors import (
     TransportError,
 )
 from .session import Session
+from .writeback import WriteReport
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -50,6 +51,7 @@ __all__ = [
     "RequestTimeout",
     "Session",
     "TransportError",
+    "WriteReport",
     "merge_map",
     "surviving_ids",
 ]
