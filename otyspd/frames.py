@@ -1,0 +1,824 @@
+"""Records to typed DataFrames and back: flattening, dtypes, the PHP ``[]`` quirk.
+
+:func:`records_to_frame` builds each column straight from the records by its
+dotted path (no row-by-row pass through pandas) and gives it a dtype that loses
+nothing:
+
+- strings stay strings exactly (``"0012"`` keeps its zeros; a JSON string is
+  never turned into a number unless a declared type says so);
+- integers become nullable ``Int64`` built without passing through float, so
+  ``9007199254740993`` stays exact;
+- booleans become ``boolean`` and are read from ``true``, ``1``, ``"1"`` and
+  ``"true"`` (and their opposites) when the field is declared boolean;
+- ``YYYY-MM-DD`` dates become naive midnight timestamps, never via UTC;
+  ``YYYY-MM-DD HH:MM:SS`` datetimes are server time, Europe/Amsterdam. A
+  declared date may also be ``DD-MM-YYYY`` (Dutch order, never month first).
+  Zero dates (``0000-00-00``) are missing values, listed apart in the attrs;
+- lists and maps (collections) stay one column of Python objects, and an empty
+  ``[]`` sent where an object was expected counts as an empty object.
+
+A column that comes in incompatible JSON shapes (a scalar in one record, an
+object in another) is normalised to the declared shape where one is known
+and otherwise raises :class:`SchemaDriftError` naming the uids.
+
+``df.attrs["otyspd"]`` describes the read (service, language, types, labels,
+absent cells and zero dates), so that write-back can be exact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import InvalidInput, ProtocolError
+from .options import apply_labels
+
+__all__ = [
+    "SERVER_TZ",
+    "SchemaDriftError",
+    "cell_to_json",
+    "concat_frames",
+    "empty_attrs",
+    "explode",
+    "flatten_record",
+    "nest_changes",
+    "records_to_frame",
+    "unflatten_record",
+]
+
+SERVER_TZ = "Europe/Amsterdam"
+
+
+class SchemaDriftError(ProtocolError):
+    """One field arrived in incompatible JSON shapes; ``uids`` names the records."""
+
+    def __init__(self, message: str, *, column: str, uids: list[str]) -> None:
+        self.column = column
+        self.uids = list(uids)
+        super().__init__(message)
+
+
+class _Absent:
+    """Marks a key the server did not send (kept apart from an explicit null)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+ABSENT = _Absent()
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_NL_RE = re.compile(r"^\d{2}-\d{2}-\d{4}$")
+_DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?$")
+_INSTANT_RE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$"
+)
+_INT_RE = re.compile(r"[+-]?\d+")
+_ZERO_DATES = {"0000-00-00", "0000-00-00 00:00:00", "00-00-0000"}
+_TRUE = {"1", "true", "yes", "y", "t", "on"}
+_FALSE = {"0", "false", "no", "n", "f", "off", ""}
+_SCALAR_TYPES = {"string", "text", "integer", "float", "boolean", "date", "datetime"}
+
+
+# ---- flattening ---------------------------------------------------------------
+
+
+def flatten_record(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested objects to dotted keys; lists and empty objects stay leaves.
+
+    >>> flatten_record({"uid": "1", "Person": {"firstName": "Ada"}})
+    {'uid': '1', 'Person.firstName': 'Ada'}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if not isinstance(key, str) or not key or "." in key:
+            raise InvalidInput(
+                f"cannot flatten the key {key!r}: keys must be non-empty and dot-free"
+            )
+        path = prefix + key
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_record(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def nest_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Nest dotted paths again for the server: ``{"Person.firstName": "x"}`` ->
+    ``{"Person": {"firstName": "x"}}``.
+
+    A path set beside its own parent (``Person`` and ``Person.firstName``) is
+    contradictory and raises :class:`InvalidInput`.
+    """
+    for path in changes:
+        if not isinstance(path, str) or not path or any(not p for p in path.split(".")):
+            raise InvalidInput(f"cannot nest the path {path!r}")
+    problems = []
+    for path in changes:
+        parts = path.split(".")
+        for i in range(1, len(parts)):
+            parent = ".".join(parts[:i])
+            if parent in changes:
+                problems.append(f"{path!r} is set beside its parent {parent!r}")
+    if problems:
+        raise InvalidInput("the changes contradict each other", problems)
+    nested: dict[str, Any] = {}
+    for path, value in changes.items():
+        *parents, leaf = path.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+unflatten_record = nest_changes
+
+
+# ---- building columns -----------------------------------------------------------
+
+
+def _extract(records: list, parts: list[str]) -> tuple[list, list[int], list[int]]:
+    """Values at ``parts`` in each record; indexes of absent cells and of shape clashes."""
+    first = parts[0]
+    if len(parts) == 1:
+        values = [r.get(first, ABSENT) for r in records]
+        absent = [i for i, v in enumerate(values) if v is ABSENT]
+        return values, absent, []
+    values, absent, clash = [], [], []
+    for i, rec in enumerate(records):
+        node = rec
+        for part in parts:
+            if type(node) is dict:
+                node = node.get(part, ABSENT)
+            elif node is None or node is ABSENT or node == []:
+                # the parent is null or the PHP empty object []: the child is not there
+                node = ABSENT
+                break
+            elif isinstance(node, list) and all(isinstance(x, dict) for x in node):
+                # a child path inside a collection: the children of every item
+                node = [x.get(part) for x in node]
+            else:
+                clash.append(i)
+                node = ABSENT
+                break
+        if node is ABSENT:
+            absent.append(i)
+        values.append(node)
+    return values, absent, clash
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (list, dict)):
+        return "container"
+    return "other"
+
+
+def infer_type(values: list) -> str:
+    """The field type for values of unknown declaration, chosen without damaging any."""
+    kinds: set[str] = set()
+    for v in values:
+        if v is None or v is ABSENT:
+            continue
+        if type(v) is list and not v:
+            kinds.add("empty")
+            continue
+        kinds.add(_kind(v))
+    if kinds <= {"container", "empty"} and kinds:
+        return "collection"
+    # an empty [] among scalars is the PHP encoding of an empty value
+    kinds.discard("empty")
+    if not kinds:
+        return "string"
+    if "container" in kinds:
+        return "mixed"
+    if kinds == {"bool"}:
+        return "boolean"
+    if kinds == {"int"}:
+        return "integer"
+    if kinds <= {"int", "float"}:
+        return "float"
+    if kinds == {"bool", "int"} and all(
+        v in (0, 1) for v in values if _kind(v) == "int"
+    ):
+        return "boolean"
+    if kinds == {"str"}:
+        strings = [
+            v for v in values if type(v) is str and v not in _ZERO_DATES and v != ""
+        ]
+        if not strings:
+            # only zero dates or empty strings: the zero date's spelling says which
+            zeros = {v for v in values if type(v) is str and v in _ZERO_DATES}
+            if zeros:
+                return "datetime" if "0000-00-00 00:00:00" in zeros else "date"
+        if strings and all(_DATE_RE.match(s) for s in strings):
+            return "date"
+        if strings and all(
+            _DATETIME_RE.match(s) or _INSTANT_RE.match(s) for s in strings
+        ):
+            return "datetime"
+    return "string"
+
+
+def _drift(
+    column: str, values: list, uids: list, bad: Iterable[int], what: str
+) -> SchemaDriftError:
+    bad = list(bad)
+    shown = ", ".join(str(uids[i]) for i in bad[:10])
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    example = values[bad[0]] if bad else None
+    return SchemaDriftError(
+        f"schema drift in {column!r}: {what} (uids {shown}{more}; e.g. {example!r:.80}). "
+        "Declare the field's type (types={...}) to normalise it, or ask for its sub-fields",
+        column=column,
+        uids=[uids[i] for i in bad],
+    )
+
+
+def _object_to_scalar(value: dict, has_options: bool) -> Any:
+    """The scalar an ``{id, label}``-style object stands for, or ABSENT if none."""
+    keys = (
+        ("id", "uid", "value", "label", "name")
+        if has_options
+        else ("value", "label", "name", "id", "uid")
+    )
+    for key in keys:
+        if key in value:
+            return value[key]
+    return ABSENT
+
+
+def _normalise_shapes(
+    column: str, values: list, uids: list, ftype: str, has_options: bool
+) -> list:
+    """Bring every value to the declared shape of ``ftype``, or raise SchemaDriftError."""
+    if ftype in _SCALAR_TYPES:
+        bad, out = [], list(values)
+        for i, v in enumerate(values):
+            if type(v) is list and not v:
+                out[i] = None  # the PHP empty [] for an empty value
+            elif isinstance(v, dict):
+                scalar = _object_to_scalar(v, has_options)
+                if scalar is ABSENT or isinstance(scalar, (dict, list)):
+                    bad.append(i)
+                out[i] = scalar
+            elif isinstance(v, list):
+                bad.append(i)
+        if bad:
+            raise _drift(
+                column,
+                values,
+                uids,
+                bad,
+                f"declared {ftype} but objects or lists arrived",
+            )
+        return out
+    if ftype == "collection":
+        out = []
+        for v in values:
+            # one item sent bare where a list of items was expected
+            is_item = isinstance(v, dict) and v and not all(str(k).isdigit() for k in v)
+            out.append([v] if is_item else v)
+        return out
+    if ftype == "container":
+        return [{} if (type(v) is list and not v) else v for v in values]
+    return values
+
+
+def _to_string(values: list) -> pd.arrays.ArrowStringArray | Any:
+    out = []
+    for v in values:
+        if v is None or v is ABSENT:
+            out.append(None)
+        elif type(v) is str:
+            out.append(v)
+        elif isinstance(v, bool):
+            out.append("true" if v else "false")
+        elif isinstance(v, float) and v.is_integer():
+            out.append(str(int(v)))
+        else:
+            out.append(str(v))
+    return pd.array(out, dtype="string")
+
+
+def _to_integer(column: str, values: list, uids: list) -> Any:
+    mask = np.zeros(len(values), dtype=bool)
+    data, bad = [], []
+    for i, v in enumerate(values):
+        if v is None or v is ABSENT or v == "":
+            mask[i] = True
+            data.append(0)
+        elif type(v) is int:
+            data.append(v)
+        elif (isinstance(v, (bool, float)) and float(v).is_integer()) or (
+            isinstance(v, str) and _INT_RE.fullmatch(v.strip())
+        ):
+            data.append(int(v))
+        else:
+            bad.append(i)
+            mask[i] = True
+            data.append(0)
+    if bad:
+        raise _drift(
+            column, values, uids, bad, "declared integer but non-integer values arrived"
+        )
+    try:
+        arr = np.array(data, dtype=np.int64)
+    except OverflowError:
+        # beyond 64 bits: keep the exact Python integers rather than round them
+        return pd.array(
+            [None if m else d for d, m in zip(data, mask, strict=True)], dtype=object
+        )
+    return pd.arrays.IntegerArray(arr, mask)
+
+
+def _zero_led(text: str) -> bool:
+    digits = text.strip().lstrip("+-")
+    return len(digits) > 1 and digits.startswith("0")
+
+
+def _to_float(column: str, values: list, uids: list) -> Any:
+    out, bad = [], []
+    for i, v in enumerate(values):
+        if v is None or v is ABSENT or v == "":
+            out.append(None)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(float(v))
+        else:
+            try:
+                out.append(
+                    float(str(v).replace(",", ".")) if isinstance(v, str) else float(v)
+                )
+            except ValueError:
+                bad.append(i)
+                out.append(None)
+    if bad:
+        raise _drift(
+            column, values, uids, bad, "declared float but non-numeric values arrived"
+        )
+    return pd.array(out, dtype="Float64")
+
+
+def _to_boolean(column: str, values: list, uids: list) -> Any:
+    out, bad = [], []
+    for i, v in enumerate(values):
+        if v is None or v is ABSENT:
+            out.append(None)
+        elif v is True or v is False:
+            out.append(v)
+        elif isinstance(v, (int, float)) and v in (0, 1):
+            out.append(bool(v))
+        elif isinstance(v, str) and v.strip().lower() in _TRUE:
+            out.append(True)
+        elif isinstance(v, str) and v.strip().lower() in _FALSE:
+            out.append(False if v.strip() else None)
+        else:
+            bad.append(i)
+            out.append(None)
+    if bad:
+        raise _drift(
+            column, values, uids, bad, "declared boolean but other values arrived"
+        )
+    return pd.array(out, dtype="boolean")
+
+
+def _date_strings(column: str, values: list, uids: list, zero: list[int]) -> list:
+    out, bad = [], []
+    for i, v in enumerate(values):
+        if v is None or v is ABSENT or v == "":
+            out.append(None)
+        elif not isinstance(v, str):
+            bad.append(i)
+            out.append(None)
+        elif v in _ZERO_DATES:
+            zero.append(i)
+            out.append(None)
+        else:
+            out.append(v.strip())
+    if bad:
+        raise _drift(
+            column, values, uids, bad, "a date or datetime as a non-string value"
+        )
+    return out
+
+
+def _to_date(column: str, values: list, uids: list, zero: list[int]) -> pd.Series:
+    strings = _date_strings(column, values, uids, zero)
+    filled = [s for s in strings if s is not None]
+    if filled and all(_DATE_NL_RE.match(s) for s in filled):
+        fmt = "%d-%m-%Y"
+    else:
+        # a datetime sent for a date field: keep its calendar date as written
+        strings = [s[:10] if s is not None else None for s in strings]
+        fmt = "%Y-%m-%d"
+    parsed = pd.to_datetime(
+        pd.Series(strings, dtype=object), format=fmt, errors="coerce"
+    )
+    _check_parsed(column, strings, parsed, uids)
+    return parsed.astype("datetime64[ns]")
+
+
+def _to_datetime(column: str, values: list, uids: list, zero: list[int]) -> pd.Series:
+    strings = _date_strings(column, values, uids, zero)
+    series = pd.Series(strings, dtype=object)
+    instants = series.str.match(_INSTANT_RE.pattern, na=False)
+    local = series.where(~instants)
+    # server-local wall times: the common case, parsed with explicit formats
+    norm = local.str.replace("T", " ", regex=False)
+    norm = norm.where(norm.str.len() != 10, norm + " 00:00:00")
+    norm = norm.where(norm.str.len() != 16, norm + ":00")
+    parsed = pd.to_datetime(norm, format="%Y-%m-%d %H:%M:%S", errors="coerce")
+    parsed = parsed.dt.tz_localize(
+        SERVER_TZ,
+        ambiguous=np.ones(len(parsed), dtype=bool),
+        nonexistent="shift_forward",
+    )
+    if instants.any():
+        # instants with an offset or Z: converted to server time, never truncated to UTC dates
+        exact = pd.to_datetime(
+            series[instants], format="ISO8601", utc=True
+        ).dt.tz_convert(SERVER_TZ)
+        parsed = parsed.astype(f"datetime64[ns, {SERVER_TZ}]")
+        parsed[instants] = exact.astype(f"datetime64[ns, {SERVER_TZ}]")
+    _check_parsed(column, strings, parsed, uids)
+    return parsed.astype(f"datetime64[ns, {SERVER_TZ}]")
+
+
+def _check_parsed(column: str, strings: list, parsed: pd.Series, uids: list) -> None:
+    failed = parsed.isna().to_numpy() & np.array(
+        [s is not None for s in strings], dtype=bool
+    )
+    if failed.any():
+        raise _drift(
+            column,
+            strings,
+            uids,
+            np.flatnonzero(failed),
+            "values that are not valid dates",
+        )
+
+
+def _to_objects(values: list) -> Any:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = [None if v is ABSENT else v for v in values]
+    return arr
+
+
+def convert_column(
+    column: str,
+    values: list,
+    uids: list,
+    ftype: str,
+    *,
+    has_options: bool = False,
+    zero: list[int] | None = None,
+) -> Any:
+    """Turn one column's raw JSON values into a typed array of ``ftype``."""
+    zero = [] if zero is None else zero
+    if ftype == "mixed":
+        containers = [
+            i for i, v in enumerate(values) if isinstance(v, (list, dict)) and v
+        ]
+        scalars = [
+            i
+            for i, v in enumerate(values)
+            if v is not None and v is not ABSENT and not isinstance(v, (list, dict))
+        ]
+        few = containers if len(containers) <= len(scalars) else scalars
+        raise _drift(
+            column,
+            values,
+            uids,
+            few,
+            "scalars in some records, objects or lists in others",
+        )
+    values = _normalise_shapes(column, values, uids, ftype, has_options)
+    if ftype in ("string", "text"):
+        return _to_string(values)
+    if ftype == "integer":
+        return _to_integer(column, values, uids)
+    if ftype == "float":
+        return _to_float(column, values, uids)
+    if ftype == "boolean":
+        return _to_boolean(column, values, uids)
+    if ftype == "date":
+        return _to_date(column, values, uids, zero).array
+    if ftype == "datetime":
+        return _to_datetime(column, values, uids, zero).array
+    return _to_objects(values)
+
+
+def empty_attrs(service: str | None = None, language: str | None = None) -> dict:
+    """A fresh ``attrs["otyspd"]`` layout."""
+    return {
+        "service": service,
+        "language": language,
+        "types": {},
+        "labels": {},
+        "absent": {},
+        "zero_dates": {},
+    }
+
+
+def records_to_frame(
+    records: list[Mapping[str, Any]],
+    paths: list[str],
+    *,
+    types: Mapping[str, str] | None = None,
+    field_defs: Mapping[str, Any] | None = None,
+    option_labels: Mapping[str, Mapping[str, str]] | None = None,
+    service: str | None = None,
+    language: str | None = None,
+) -> pd.DataFrame:
+    """Build the typed frame of ``records``: index ``uid``, columns ``paths`` (minus uid).
+
+    Args:
+        records: the records as the server sent them (nested dicts).
+        paths: the dotted paths asked for; ``uid`` is the index, not a column.
+        types: declared field types by path (win over ``field_defs``).
+        field_defs: the service's field definitions, if known.
+        option_labels: ``{path: {id: label}}`` for the columns to show as labels.
+        service, language: recorded in ``attrs["otyspd"]``.
+
+    >>> df = records_to_frame([{"uid": "7", "statusId": 3}], ["uid", "statusId"])
+    >>> df.loc["7", "statusId"]
+    np.int64(3)
+    """
+    types = dict(types or {})
+    option_labels = option_labels or {}
+    attrs = empty_attrs(service, language)
+
+    # the index: uids as exact strings
+    uid_values, _, _ = _extract(records, ["uid"])
+    missing = [
+        i for i, u in enumerate(uid_values) if u is None or u is ABSENT or u == ""
+    ]
+    if missing:
+        raise ProtocolError(
+            f"{len(missing)} record(s) arrived without a uid (positions {missing[:10]})"
+        )
+    uids = [u if type(u) is str else str(u) for u in uid_values]
+    index = pd.Index(pd.array(uids, dtype="string"), name="uid")
+
+    columns: dict[str, Any] = {}
+    for path in paths:
+        if path == "uid":
+            continue
+        values, absent, clash = _extract(records, path.split("."))
+        if clash:
+            raise _drift(
+                path,
+                [records[i] for i in range(len(records))],
+                uids,
+                clash,
+                "the parent of this path is a scalar, not an object",
+            )
+        fdef = field_defs.get(path) if field_defs else None
+        ftype = (
+            types.get(path)
+            or (fdef.type if fdef is not None else None)
+            or infer_type(values)
+        )
+        has_options = bool(getattr(fdef, "has_options", False)) or path in option_labels
+        zero: list[int] = []
+        if path in option_labels and ftype in _SCALAR_TYPES:
+            values = _normalise_shapes(path, values, uids, ftype, True)
+            raw_type = infer_type(values)
+            columns[path], used = apply_labels(values, option_labels[path], column=path)
+            attrs["labels"][path] = used
+            attrs["types"][path] = (
+                ftype if ftype not in ("date", "datetime") else raw_type
+            )
+        else:
+            columns[path] = convert_column(
+                path, values, uids, ftype, has_options=has_options, zero=zero
+            )
+            attrs["types"][path] = ftype
+        if absent:
+            attrs["absent"][path] = [uids[i] for i in absent]
+        if zero:
+            attrs["zero_dates"][path] = [uids[i] for i in zero]
+
+    frame = pd.DataFrame(
+        columns, index=index, columns=[p for p in paths if p != "uid"], copy=False
+    )
+    frame.attrs["otyspd"] = attrs
+    return frame
+
+
+# ---- combining and reshaping ------------------------------------------------------
+
+
+def concat_frames(
+    frames: list[pd.DataFrame], paths: list[str] | None = None
+) -> pd.DataFrame:
+    """Stack page frames into one, merging their attrs and categorical categories."""
+    frames = [f for f in frames if f is not None]
+    if not frames:
+        raise ValueError("concat_frames needs at least one frame")
+    attrs = empty_attrs(
+        frames[0].attrs.get("otyspd", {}).get("service"),
+        frames[0].attrs.get("otyspd", {}).get("language"),
+    )
+    for f in frames:
+        a = f.attrs.get("otyspd", {})
+        for col, ftype in a.get("types", {}).items():
+            # a page where the column was all missing only guessed its type
+            if col not in attrs["types"] or (col in f.columns and f[col].notna().any()):
+                attrs["types"][col] = ftype
+        for key in ("labels",):
+            for col, mapping in a.get(key, {}).items():
+                attrs[key].setdefault(col, {}).update(mapping)
+        for key in ("absent", "zero_dates"):
+            for col, uids in a.get(key, {}).items():
+                attrs[key].setdefault(col, []).extend(uids)
+    if len(frames) == 1:
+        out = frames[0].copy(deep=False)
+        out.attrs = {"otyspd": attrs}
+        return out
+    frames = [f.copy(deep=False) for f in frames]
+    for col in frames[0].columns:
+        _align_column(frames, col, attrs)
+    for f in frames:
+        f.attrs = {}
+    out = pd.concat(frames, copy=False) if _concat_takes_copy() else pd.concat(frames)
+    out.attrs = {"otyspd": attrs}
+    return out
+
+
+def _align_column(frames: list[pd.DataFrame], col: str, attrs: dict) -> None:
+    """Give ``col`` one dtype across page frames (in place), or raise SchemaDriftError."""
+    dtypes = [f[col].dtype for f in frames]
+    if isinstance(dtypes[0], pd.CategoricalDtype):
+        seen: dict = {}
+        for f in frames:
+            if isinstance(f[col].dtype, pd.CategoricalDtype):
+                seen.update(dict.fromkeys(f[col].cat.categories))
+        union = pd.CategoricalDtype(list(seen))
+        for f in frames:
+            f[col] = f[col].astype(union)
+        return
+    if all(d == dtypes[0] for d in dtypes):
+        return
+    # a page where the column was all missing could not tell its type: take the others'
+    filled = [f for f in frames if f[col].notna().any()]
+    kinds = {str(f[col].dtype) for f in filled}
+    if len(kinds) > 1 and kinds <= {"Int64", "Float64"}:
+        target: Any = pd.Float64Dtype()
+        attrs["types"][col] = "float"
+    elif len(kinds) > 1:
+        raise SchemaDriftError(
+            f"schema drift in {col!r}: pages gave the types {sorted(kinds)}; "
+            "declare the field's type (types={...}) to read it as one",
+            column=col,
+            uids=[],
+        )
+    else:
+        target = filled[0][col].dtype if filled else dtypes[0]
+    for f in frames:
+        if f[col].dtype != target:
+            if f[col].notna().any():
+                f[col] = f[col].astype(target)
+            else:
+                f[col] = pd.array([None] * len(f), dtype=target)
+
+
+def _concat_takes_copy() -> bool:
+    return int(pd.__version__.split(".")[0]) < 3
+
+
+def explode(df: pd.DataFrame, column: str, *, keep_empty: bool = True) -> pd.DataFrame:
+    """One row per item of a collection column, keyed by the parent ``uid``.
+
+    Parents whose collection is empty or missing keep one row with missing
+    child values (a left join), so no parent silently disappears. The ``key``
+    column holds the list position or the map key of each item.
+
+    >>> kids = explode(df, "EducationHistory")           # doctest: +SKIP
+    """
+    if column not in df.columns:
+        raise InvalidInput(
+            f"explode: {column!r} is not a column; columns are {list(df.columns)}"
+        )
+    parent_uids, keys, items = [], [], []
+    for uid, value in df[column].items():
+        pairs = _items_of(column, uid, value)
+        if not pairs and keep_empty:
+            parent_uids.append(uid)
+            keys.append(None)
+            items.append(ABSENT)
+        for key, item in pairs:
+            parent_uids.append(uid)
+            keys.append(key)
+            items.append(item)
+
+    # child columns: every dotted leaf seen, in order of first appearance
+    flat_items = [flatten_record(it) if isinstance(it, dict) else it for it in items]
+    paths: dict[str, None] = {}
+    scalar_items = any(
+        not isinstance(it, dict) and it is not ABSENT for it in flat_items
+    )
+    for it in flat_items:
+        if isinstance(it, dict):
+            paths.update(dict.fromkeys(it))
+    if scalar_items and paths:
+        bad = [
+            str(parent_uids[i])
+            for i, it in enumerate(flat_items)
+            if not isinstance(it, dict) and it is not ABSENT
+        ]
+        raise SchemaDriftError(
+            f"explode: {column!r} mixes objects and bare values (uids {', '.join(bad[:10])})",
+            column=column,
+            uids=bad,
+        )
+    index = pd.Index(
+        pd.array([str(u) for u in parent_uids], dtype="string"), name="uid"
+    )
+    out = {
+        "key": pd.array([None if k is None else str(k) for k in keys], dtype="string")
+    }
+    str_uids = [str(u) for u in parent_uids]
+    if scalar_items:
+        vals = [None if it is ABSENT else it for it in flat_items]
+        out["value"] = convert_column("value", vals, str_uids, infer_type(vals))
+    for path in paths:
+        vals = [
+            it.get(path, ABSENT) if isinstance(it, dict) else ABSENT
+            for it in flat_items
+        ]
+        out[path] = convert_column(path, vals, str_uids, infer_type(vals))
+    frame = pd.DataFrame(out, index=index)
+    frame.attrs["otyspd"] = {
+        "parent": column,
+        "parents": int(df.shape[0]),
+        "empty_parents": [
+            str(u) for u, k in zip(parent_uids, keys, strict=True) if k is None
+        ],
+    }
+    return frame
+
+
+def _items_of(column: str, uid: Any, value: Any) -> list[tuple[Any, Any]]:
+    if value is None or value is ABSENT or value is pd.NA:
+        return []
+    if isinstance(value, float) and value != value:
+        return []
+    if isinstance(value, list):
+        return list(enumerate(value))
+    if isinstance(value, dict):
+        if value and all(
+            isinstance(v, dict) or str(k).isdigit() for k, v in value.items()
+        ):
+            return list(value.items())
+        return [(0, value)] if value else []
+    raise InvalidInput(
+        f"explode: {column!r} of uid {uid} is {value!r:.60}, not a list or map"
+    )
+
+
+# ---- cells back to JSON --------------------------------------------------------
+
+
+def cell_to_json(value: Any, ftype: str | None = None) -> Any:
+    """A frame cell as the JSON value the server expects (None for missing).
+
+    Dates go out as ``YYYY-MM-DD``, datetimes as ``YYYY-MM-DD HH:MM:SS`` in
+    server time, numpy scalars as plain Python; ``NaN``/``NaT``/``NA`` as null.
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, pd.Timestamp):
+        if ftype == "date" or (
+            value.tzinfo is None and value == value.normalize() and ftype != "datetime"
+        ):
+            return value.strftime("%Y-%m-%d")
+        if value.tzinfo is not None:
+            value = value.tz_convert(SERVER_TZ)
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dt.datetime):
+        return cell_to_json(pd.Timestamp(value), ftype)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if ftype == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
