@@ -26,7 +26,7 @@ from .errors import (
     RequestTimeout,
     TransportError,
 )
-from .session import Session
+from .session import Session, connect
 from .writeback import WriteReport
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -52,6 +52,7 @@ __all__ = [
     "Session",
     "TransportError",
     "WriteReport",
+    "connect",
     "merge_map",
     "surviving_ids",
 ]

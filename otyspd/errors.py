@@ -166,7 +166,8 @@ class OwsError(OtysError):
         self.ows_message = redact(str(ows_message))
         self.method = method
         where = f" in {method}" if method else ""
-        super().__init__(f"OWS error{where}: {self.ows_message} (code {code})")
+        shown_code = f" (code {code})" if code is not None else ""
+        super().__init__(f"OWS error{where}: {self.ows_message}{shown_code}")
 
 
 class AccessDenied(OwsError, PermissionError):
