@@ -43,6 +43,7 @@ HISTORY_COLUMNS = (
     "oidDestination",
     "personalNrDestination",
 )
+_SOURCE_KINDS = ("oidSource", "idSource", "personalNrSource")
 _MAPPING_COLUMNS = (
     "id",
     "surviving_uid",
@@ -316,16 +317,22 @@ def _resolve(key: str, info: DuplicateInfo) -> dict:
 
 
 def _follow(key: str, history: pd.DataFrame) -> tuple[dict, int]:
-    """Walk source -> destination edges from ``key``; return the end and the step count."""
-    by_source: dict[str, int] = {}
+    """Walk source -> destination edges from ``key``; return the end and the step count.
+
+    ``key`` is matched as a uid first, then as an internalId, then as a
+    personalNr, the order the server uses; the walk then follows destination
+    uids and internalIds only.
+    """
+    index: dict[str, dict[str, int]] = {c: {} for c in _SOURCE_KINDS}
     for i, row in enumerate(history.itertuples(index=False)):
-        for value in (row.oidSource, row.idSource, row.personalNrSource):
+        for column in _SOURCE_KINDS:
+            value = getattr(row, column)
             if not _missing(value):
-                by_source.setdefault(str(value), i)
+                index[column].setdefault(str(value), i)
 
     current: dict = {"uid": None, "internal_id": None}
     seen: set[int] = set()
-    step = by_source.get(key)
+    step = next((index[c][key] for c in _SOURCE_KINDS if key in index[c]), None)
     while step is not None and step not in seen:
         seen.add(step)
         row = history.iloc[step]
@@ -333,8 +340,9 @@ def _follow(key: str, history: pd.DataFrame) -> tuple[dict, int]:
             "uid": _text(row["oidDestination"]),
             "internal_id": _text(row["idDestination"]),
         }
-        nxt = [by_source.get(v) for v in (current["uid"], current["internal_id"]) if v]
-        step = next((s for s in nxt if s is not None), None)
+        step = index["oidSource"].get(current["uid"] or "")
+        if step is None:
+            step = index["idSource"].get(current["internal_id"] or "")
     if step is not None:
         log.warning(
             "merge history of %s has a cycle; stopped after %d merges", key, len(seen)
@@ -376,35 +384,35 @@ def merge_map(candidates: Any) -> pd.DataFrame:
             "merge_map takes a candidates frame or its mergeHistory column"
         )
 
+    # A key may be one record's internalId and another's personalNr: uid and
+    # internalId win, as on the server.
     rows: dict[str, dict] = {}
+    rank: dict[str, int] = {}
     for survivor, value in column.items():
         survivor_uid = str(survivor)
         history = history_frame(value)
-        for source_key in _source_keys(history):
-            end, steps = _follow(source_key, history)
-            internal = (
-                end["internal_id"] if end["uid"] in (None, survivor_uid) else None
-            )
-            rows[source_key] = {
-                "surviving_uid": survivor_uid,
-                "surviving_internal_id": internal,
-                "merged": True,
-                "found": True,
-                "chain_length": max(steps, 1),
-            }
+        for priority, column_name in enumerate(_SOURCE_KINDS):
+            for source in history[column_name]:
+                if _missing(source) or rank.get(str(source), 99) <= priority:
+                    continue
+                end, steps = _follow(str(source), history)
+                internal = (
+                    end["internal_id"] if end["uid"] in (None, survivor_uid) else None
+                )
+                rank[str(source)] = priority
+                rows[str(source)] = {
+                    "surviving_uid": survivor_uid,
+                    "surviving_internal_id": internal,
+                    "merged": True,
+                    "found": True,
+                    "chain_length": max(steps, 1),
+                }
     frame = pd.DataFrame.from_dict(
         rows, orient="index", columns=list(_MAPPING_COLUMNS[1:])
     )
     frame.insert(0, "id", pd.array(list(rows), dtype="string"))
     frame.index = pd.Index(list(rows), name="id", dtype="string")
     return _typed(frame)
-
-
-def _source_keys(history: pd.DataFrame) -> list[str]:
-    keys: list[str] = []
-    for column in ("oidSource", "idSource", "personalNrSource"):
-        keys.extend(str(v) for v in history[column] if not _missing(v))
-    return list(dict.fromkeys(keys))
 
 
 # ---- helpers -------------------------------------------------------------------------

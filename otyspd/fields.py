@@ -449,7 +449,11 @@ def _fetch_page(session: Session, service: str) -> str:
     name = full_service(service)
     try:
         response = session.http.get(
-            url, params={"service": name}, auth=_credentials(session), timeout=_TIMEOUT
+            url,
+            params={"service": name},
+            auth=_credentials(session),
+            timeout=_TIMEOUT,
+            verify=getattr(getattr(session, "_transport", None), "verify", True),
         )
     except requests.Timeout as exc:
         raise RequestTimeout(

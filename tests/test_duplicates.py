@@ -263,3 +263,21 @@ def test_surviving_ids_looks_up_only_what_the_history_does_not_explain():
 def test_merge_map_needs_the_merge_history_column():
     with pytest.raises(InvalidInput, match="mergeHistory"):
         duplicates.merge_map(pd.DataFrame({"x": [1]}))
+
+
+def test_an_internal_id_wins_over_an_equal_personal_nr_of_another_record():
+    odd_a = ("uA", 101, "102")  # A's personalNr happens to be B's internalId
+    frame = pd.DataFrame(
+        {
+            "mergeHistory": [
+                {"102": merge("2024-01-01 00:00:00", B, C)},
+                {"101": merge("2024-01-01 00:00:00", odd_a, ("uD", 104, "P-D"))},
+            ]
+        },
+        index=["uC", "uD"],
+    )
+
+    for order in (frame, frame.iloc[::-1]):
+        mapping = duplicates.merge_map(order)
+        assert mapping.loc["102", "surviving_uid"] == "uC"
+        assert mapping.loc["uA", "surviving_uid"] == "uD"

@@ -165,7 +165,7 @@ class _Http:
         self.response = response
         self.requests: list[tuple] = []
 
-    def get(self, url, params=None, auth=None, timeout=None):
+    def get(self, url, params=None, auth=None, timeout=None, verify=True):
         self.requests.append((url, params, auth))
         return self.response
 
