@@ -427,15 +427,11 @@ def info_url(session: Session) -> str:
 
 
 def _credentials(session: Session) -> tuple[str, str]:
-    options = getattr(session, "_options", None) or {}
-    sandbox = getattr(session, "_sandbox", None) or getattr(session, "sandbox", None)
-    candidates = (
-        (options.get("username"), options.get("password")),
+    """The basic-auth pair: the session's own, else OTYS_USERNAME / OTYS_PASSWORD."""
+    for username, password in (
         (getattr(session, "username", None), getattr(session, "password", None)),
-        (getattr(sandbox, "username", None), getattr(sandbox, "password", None)),
         (os.environ.get("OTYS_USERNAME"), os.environ.get("OTYS_PASSWORD")),
-    )
-    for username, password in candidates:
+    ):
         if isinstance(username, str) and username and isinstance(password, str):
             return username, password
     raise ConfigurationError(

@@ -654,10 +654,11 @@ def _check_download_answer(response: requests.Response, ouid: str) -> None:
     excerpt = _read_excerpt(response)
     if status in (401, 403) or "access denied" in excerpt.lower():
         raise AccessDenied(
-            f"the download of file {ouid} was refused: {abbreviate(excerpt)}"
+            f"the download of file {ouid} was refused: {abbreviate(excerpt)}",
+            code=status,
         )
     if status == 404 or "not found" in excerpt.lower():
-        raise NotFound(f"no file {ouid}: {abbreviate(excerpt)}")
+        raise NotFound(f"no file {ouid}: {abbreviate(excerpt)}", code=status)
     if status != 200:
         raise FileTransferError(
             f"downloading file {ouid} failed with HTTP {status}: {abbreviate(excerpt)}; "

@@ -176,7 +176,8 @@ class FakeSession:
     def __init__(self, response: _Response, username: str | None = "me") -> None:
         self.http = _Http(response)
         self._cache: dict = {}
-        self._options = {"username": username, "password": "pw"} if username else {}
+        self.username = username
+        self.password = "pw" if username else None
 
 
 def test_fields_frame_fetches_the_page_with_basic_auth_and_types_its_columns():
