@@ -16,6 +16,7 @@ the ``mergeHistory`` collection of a candidate.
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -108,7 +109,7 @@ def duplicate_info(session: Session, identifier: Any) -> DuplicateInfo:
 def _identifier(value: Any) -> str:
     if (
         isinstance(value, bool)
-        or not isinstance(value, (str, int))
+        or not isinstance(value, (str, numbers.Integral))
         or not str(value).strip()
     ):
         raise InvalidInput(
@@ -256,15 +257,18 @@ def _as_series(ids: Any) -> pd.Series:
             f"ids must be a list, Series or column of ids, got {type(ids).__name__}"
         )
     series = ids if isinstance(ids, pd.Series) else pd.Series(list(ids), dtype="object")
+    # A float column of whole numbers (internalIds after a CSV round trip) is fine.
+    values = [int(v) if isinstance(v, float) and v.is_integer() else v for v in series]
     problems = [
         f"position {i}: {v!r}"
-        for i, v in enumerate(series)
-        if isinstance(v, bool) or not (_missing(v) or isinstance(v, (str, int)))
+        for i, v in enumerate(values)
+        if isinstance(v, bool)
+        or not (_missing(v) or isinstance(v, (str, numbers.Integral)))
     ]
     if problems:
         raise InvalidInput("candidate ids must be strings or whole numbers:", problems)
     return pd.Series(
-        [None if _missing(v) or not str(v).strip() else str(v).strip() for v in series],
+        [None if _missing(v) or not str(v).strip() else str(v).strip() for v in values],
         index=series.index,
         dtype="object",
     )

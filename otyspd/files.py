@@ -22,6 +22,7 @@ import contextlib
 import io
 import logging
 import mimetypes
+import numbers
 import os
 import re
 import tempfile
@@ -378,7 +379,7 @@ def document_types(session: Session) -> pd.DataFrame:
 
 def _resolve_type(session: Session, entity: Entity, type_id: Any) -> str:
     """Turn a document type uid or name into a uid allowed for ``entity``'s documents."""
-    if isinstance(type_id, bool) or not isinstance(type_id, (str, int)):
+    if isinstance(type_id, bool) or not isinstance(type_id, (str, numbers.Integral)):
         raise InvalidInput(
             f"type_id must be a document type uid or name, got {type_id!r}"
         )
@@ -828,7 +829,7 @@ def _verify(session: Session) -> Any:
 def _required_text(value: Any, name: str, what: str) -> str:
     if (
         isinstance(value, bool)
-        or not isinstance(value, (str, int))
+        or not isinstance(value, (str, numbers.Integral))
         or not str(value).strip()
     ):
         raise InvalidInput(f"{name} must be {what}, got {value!r}")

@@ -81,7 +81,7 @@ def portal_link(
 def _webuser(value: Any) -> str:
     if (
         isinstance(value, bool)
-        or not isinstance(value, (str, int))
+        or not isinstance(value, (str, numbers.Integral))
         or not str(value).strip()
     ):
         raise InvalidInput(f"webuser_uid must be the web user's uid, got {value!r}")

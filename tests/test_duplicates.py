@@ -185,6 +185,17 @@ def test_surviving_ids_follow_chains_keep_unknown_ids_and_look_each_id_up_once()
     ]
 
 
+def test_whole_number_floats_and_nullable_integers_are_read_as_internal_ids():
+    session = chain_session()
+
+    floats = duplicates.surviving_ids(session, pd.Series([101.0, float("nan")]))
+    ints = duplicates.surviving_ids(session, pd.Series([101, None], dtype="Int64"))
+
+    assert floats["id"].tolist() == ["101", pd.NA]
+    assert floats["surviving_uid"].tolist() == ["uC", pd.NA]
+    assert ints["surviving_uid"].tolist() == ["uC", pd.NA]
+
+
 def test_a_cycle_in_the_history_stops_instead_of_looping():
     loop = {
         "1": merge("2024-01-01 00:00:00", A, B),
