@@ -1,0 +1,662 @@
+"""Write-back on hand-made frames against an in-memory fake of the OWS calls it makes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from otyspd import writeback
+from otyspd.errors import BadRequest, InvalidInput, NotFound, OwsError, TransportError
+from otyspd.journal import read_journal
+from otyspd.schema import FieldDef
+
+# ---- a fake session: getDetail / update / add / delete on a dict of records ----
+
+
+@dataclass
+class Result:
+    ok: bool
+    data: Any = None
+    error: OwsError | None = None
+
+
+def _merge(target: dict, patch: dict) -> None:
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _select(record: dict, what: dict) -> dict:
+    out = {}
+    for key, want in what.items():
+        if key in record:
+            value = record[key]
+            out[key] = _select(value, want) if isinstance(want, dict) else value
+    return out
+
+
+class FakeSession:
+    """Just enough of Session for write-back: multi, options and field_defs."""
+
+    def __init__(self, records, *, options=None, defs=None, reject=None):
+        self.store = copy.deepcopy(records)
+        self.opts = options or {}
+        self.defs = defs
+        self.reject = reject or {}
+        self.requests: list[list[tuple[str, list]]] = []
+        self.drop = None  # "before" or "after": the next write batch gets no answer
+        self.language_code = None
+
+    def options(self, service, fields):
+        return {f: self.opts[f] for f in fields if f in self.opts}
+
+    def field_defs(self, service):
+        return self.defs
+
+    def writes(self) -> list[tuple[str, list]]:
+        return [c for r in self.requests for c in r if not c[0].endswith("getDetail")]
+
+    def _one(self, method: str, params: list) -> Any:
+        verb = method.rsplit(".", 1)[1]
+        if verb == "getDetail":
+            uid, what = params
+            if uid not in self.store:
+                raise NotFound("Record not found")
+            return _select(self.store[uid], what)
+        if verb == "update":
+            uid, patch = params
+            if uid in self.reject:
+                raise BadRequest(self.reject[uid])
+            json.dumps(patch, allow_nan=False)
+            _merge(self.store[uid], patch)
+            return {}
+        if verb == "add":
+            uid = str(9000 + len(self.store))
+            self.store[uid] = {"uid": uid, **copy.deepcopy(params[0])}
+            return uid
+        if verb == "delete":
+            del self.store[params[0]]
+            return {}
+        raise AssertionError(method)
+
+    def multi(self, calls, *, idempotent=None, chunk=None):
+        self.requests.append(copy.deepcopy(calls))
+        is_write = not all(m.endswith("getDetail") for m, _ in calls)
+        if is_write and self.drop == "before":
+            self.drop = None
+            raise TransportError("connection dropped")
+        out = []
+        for method, params in calls:
+            try:
+                out.append(Result(True, self._one(method, params)))
+            except OwsError as exc:
+                out.append(Result(False, None, exc))
+        if is_write and self.drop == "after":
+            self.drop = None
+            raise TransportError("connection dropped")
+        return out
+
+
+STATUS = {"1": "New", "2": "Active", "3": "Hired"}
+
+
+def _records(n: int = 5) -> dict[str, dict]:
+    return {
+        str(i): {
+            "uid": str(i),
+            "Person": {"firstName": f"Name{i}", "birthdate": f"1990-01-0{i}"},
+            "email": f"p{i}@example.org",
+            "phone": None,
+            "statusId": 1,
+            "score": 5,
+            "entryDateTime": "2024-03-01 09:30:00",
+        }
+        for i in range(1, n + 1)
+    }
+
+
+def _frame(records: dict[str, dict]) -> pd.DataFrame:
+    """The frame a read would give, with its attrs, built by hand."""
+    uids = list(records)
+    rows = [records[u] for u in uids]
+    df = pd.DataFrame(
+        {
+            "Person.firstName": pd.array(
+                [r["Person"]["firstName"] for r in rows], "string"
+            ),
+            "Person.birthdate": pd.to_datetime(
+                [r["Person"]["birthdate"] for r in rows]
+            ),
+            "email": pd.array([r["email"] for r in rows], "string"),
+            "phone": pd.array([r["phone"] for r in rows], "string"),
+            "statusId": pd.Categorical(
+                [STATUS[str(r["statusId"])] for r in rows],
+                categories=list(STATUS.values()),
+            ),
+            "score": pd.array([r["score"] for r in rows], "Int64"),
+            "entryDateTime": pd.to_datetime(
+                [r["entryDateTime"] for r in rows]
+            ).tz_localize("Europe/Amsterdam"),
+        },
+        index=pd.Index(uids, name="uid"),
+    )
+    df.attrs["otyspd"] = {
+        "service": "CandidateService",
+        "language": None,
+        "types": {
+            "Person.firstName": "string",
+            "Person.birthdate": "date",
+            "email": "string",
+            "phone": "string",
+            "statusId": "integer",
+            "score": "integer",
+            "entryDateTime": "datetime",
+        },
+        "labels": {"statusId": {"1": "New", "2": "Active"}},
+        "absent": {},
+        "zero_dates": {},
+    }
+    return df
+
+
+@pytest.fixture
+def setup():
+    records = _records()
+    session = FakeSession(records, options={"statusId": STATUS})
+    original = _frame(records)
+    return session, original, original.copy()
+
+
+# ---- diff -------------------------------------------------------------------
+
+
+def test_diff_lists_changed_cells_sorted_by_uid_then_column(setup):
+    session, original, edited = setup
+    edited.loc["3", "score"] = 8
+    edited.loc["1", "email"] = "new@example.org"
+    edited.loc["1", "Person.firstName"] = "Ann"
+    changes = session_diff(session, original, edited)
+    assert list(changes.columns) == ["uid", "field", "old", "new"]
+    assert changes[["uid", "field"]].values.tolist() == [
+        ["1", "Person.firstName"],
+        ["1", "email"],
+        ["3", "score"],
+    ]
+    assert changes.loc[1, "old"] == "p1@example.org"
+    assert changes.loc[1, "new"] == "new@example.org"
+
+
+def session_diff(session, original, edited):
+    return writeback.diff(session, "Candidate", original, edited)
+
+
+@pytest.mark.parametrize("missing", [None, np.nan, pd.NA, pd.NaT, float("nan")])
+def test_missing_against_missing_is_no_change_whatever_its_spelling(setup, missing):
+    session, original, edited = setup
+    edited["phone"] = edited["phone"].astype(object)
+    edited.loc["2", "phone"] = missing
+    assert session_diff(session, original, edited).empty
+
+
+def test_five_equals_five_point_zero(setup):
+    session, original, edited = setup
+    edited["score"] = edited["score"].astype("float64")
+    assert session_diff(session, original, edited).empty
+    edited.loc["2", "score"] = 5.5
+    assert session_diff(session, original, edited)["uid"].tolist() == ["2"]
+
+
+def test_text_is_compared_in_nfc():
+    records = _records(2)
+    records["1"]["Person"]["firstName"] = "Zo\u00eb"  # composed ë
+    session = FakeSession(records, options={"statusId": STATUS})
+    original = _frame(records)
+    edited = original.copy()
+    edited.loc["1", "Person.firstName"] = "Zoe\u0308"  # e + combining diaeresis
+    assert session_diff(session, original, edited).empty
+
+
+def test_datetimes_compare_as_instants_and_dates_as_dates(setup):
+    session, original, edited = setup
+    # The same instant in UTC: 09:30 in Amsterdam in March is 08:30 UTC.
+    edited["entryDateTime"] = edited["entryDateTime"].dt.tz_convert("UTC")
+    edited["Person.birthdate"] = pd.Series(
+        [d.date() for d in edited["Person.birthdate"]], index=edited.index, dtype=object
+    )
+    assert session_diff(session, original, edited).empty
+    edited.loc["4", "entryDateTime"] = pd.Timestamp(
+        "2024-03-01 09:31", tz="Europe/Amsterdam"
+    )
+    assert session_diff(session, original, edited)["field"].tolist() == [
+        "entryDateTime"
+    ]
+
+
+def test_absent_and_zero_date_cells_still_missing_are_no_change():
+    records = _records(3)
+    original = _frame(records)
+    original.loc["2", "Person.birthdate"] = pd.NaT
+    original.attrs["otyspd"]["zero_dates"] = {"Person.birthdate": ["2"]}
+    original.loc["3", "email"] = pd.NA
+    original.attrs["otyspd"]["absent"] = {"email": ["3"]}
+    session = FakeSession(records)
+    edited = original.copy()
+    edited["email"] = edited["email"].astype(object)
+    edited.loc["3", "email"] = None
+    assert session_diff(session, original, edited).empty
+
+
+def test_labels_compare_as_labels(setup):
+    session, original, edited = setup
+    edited["statusId"] = edited["statusId"].astype(str).astype(object)
+    assert session_diff(session, original, edited).empty
+    edited.loc["2", "statusId"] = "Active"
+    changes = session_diff(session, original, edited)
+    assert changes[["old", "new"]].values.tolist() == [["New", "Active"]]
+
+
+def test_diff_leaves_the_original_alone(setup):
+    session, original, edited = setup
+    before = original.copy()
+    edited.loc["1", "email"] = "x@example.org"
+    writeback.write_back(session, "Candidate", original, edited)
+    pd.testing.assert_frame_equal(original, before)
+    assert original.attrs == before.attrs
+
+
+# ---- payloads -----------------------------------------------------------------
+
+
+def test_only_changed_fields_are_sent_nested_and_json_safe(setup):
+    session, original, edited = setup
+    edited["phone"] = edited["phone"].astype(object)
+    edited.loc["1", "phone"] = np.nan  # still missing: no change (C17)
+    edited.loc["1", "email"] = "b@example.org"
+    edited.loc["2", "Person.firstName"] = "Bea"
+    edited.loc["2", "statusId"] = "Active"
+    edited.loc["3", "Person.birthdate"] = pd.NaT  # cleared (C11)
+    edited.loc["3", "score"] = pd.NA
+    edited.loc["4", "entryDateTime"] = pd.Timestamp("2024-07-01 12:00", tz="UTC")
+    edited.loc["5", "Person.birthdate"] = pd.Timestamp("2001-12-31")
+    report = writeback.write_back(session, "Candidate", original, edited)
+    assert report.payloads == {
+        "1": {"email": "b@example.org"},
+        "2": {"Person": {"firstName": "Bea"}, "statusId": 2},
+        "3": {"Person": {"birthdate": None}, "score": None},
+        "4": {"entryDateTime": "2024-07-01 14:00:00"},
+        "5": {"Person": {"birthdate": "2001-12-31"}},
+    }
+    sent = json.dumps(session.writes(), allow_nan=False)
+    for junk in ("NaN", "NaT", '"nan"', '"None"', "<NA>"):
+        assert junk not in sent
+    assert report.counts == {"written": 7}
+
+
+def test_big_integers_keep_their_precision():
+    records = _records(1)
+    session = FakeSession(records)
+    original = _frame(records)
+    edited = original.copy()
+    edited.loc["1", "score"] = 9007199254740993
+    report = writeback.write_back(session, "Candidate", original, edited)
+    assert report.payloads["1"] == {"score": 9007199254740993}
+    assert isinstance(report.payloads["1"]["score"], int)
+
+
+def test_a_label_typed_by_the_user_is_looked_up_in_the_option_list(setup):
+    session, original, edited = setup
+    edited["statusId"] = edited["statusId"].astype(object)
+    edited.loc["5", "statusId"] = (
+        "Hired"  # not in attrs labels: only in the option list
+    )
+    report = writeback.write_back(session, "Candidate", original, edited)
+    assert report.payloads == {"5": {"statusId": 3}}
+    assert session.store["5"]["statusId"] == 3
+
+
+# ---- validation ------------------------------------------------------------------
+
+
+def test_every_problem_is_listed_and_nothing_is_sent(setup):
+    session, original, edited = setup
+    session.opts = {"statusId": {**STATUS, "4": "Active"}}  # "Active" now has two ids
+    original.attrs["otyspd"]["labels"]["statusId"] = {
+        "1": "New",
+        "2": "Active",
+        "4": "Active",
+    }
+    edited["score"] = edited["score"].astype(object)
+    edited["statusId"] = edited["statusId"].astype(object)
+    edited["Person.birthdate"] = edited["Person.birthdate"].astype(object)
+    edited.loc["1", "score"] = "seven"
+    edited.loc["2", "statusId"] = "Retired"
+    edited.loc["3", "statusId"] = "Active"
+    edited.loc["4", "Person.birthdate"] = "next tuesday"
+    edited.loc["5", "score"] = 2.5
+    edited["extra"] = "x"
+    with pytest.raises(InvalidInput) as caught:
+        writeback.write_back(session, "Candidate", original, edited)
+    problems = caught.value.problems
+    assert any("'extra' is not in original" in p for p in problems)
+    edited = edited.drop(columns="extra")
+    with pytest.raises(InvalidInput) as caught:
+        writeback.write_back(session, "Candidate", original, edited)
+    text = "\n".join(caught.value.problems)
+    assert "uid '1', column 'score': expected a number" in text
+    assert "uid '2', column 'statusId': the label 'Retired' is not an option" in text
+    assert (
+        "uid '3', column 'statusId': the label 'Active' belongs to several options"
+        in text
+    )
+    assert "uid '4', column 'Person.birthdate'" in text and "not a date" in text
+    assert "uid '5', column 'score': expected a whole number" in text
+    assert session.requests == []
+
+
+def test_identifiers_and_read_only_fields_cannot_be_updated():
+    records = _records(2)
+    session = FakeSession(records, defs={"email": FieldDef("email", updatable=False)})
+    original = _frame(records)
+    original["internalId"] = pd.array([11, 12], "Int64")
+    edited = original.copy()
+    edited.loc["1", "internalId"] = 99
+    edited.loc["2", "email"] = "x@example.org"
+    with pytest.raises(InvalidInput) as caught:
+        writeback.write_back(session, "Candidate", original, edited)
+    text = "\n".join(caught.value.problems)
+    assert "uid '1', column 'internalId': cannot be updated" in text
+    assert (
+        "uid '2', column 'email': cannot be updated" in text and "not updatable" in text
+    )
+    # Unchanged read-only columns are no problem.
+    assert (
+        writeback.write_back(session, "Candidate", original, original.copy()).counts
+        == {}
+    )
+
+
+def test_duplicate_uids_and_a_non_uid_index_are_refused(setup):
+    session, original, edited = setup
+    doubled = pd.concat([edited, edited.iloc[[0]]])
+    with pytest.raises(InvalidInput, match="uid '1' appears more than once"):
+        writeback.write_back(session, "Candidate", original, doubled)
+    with pytest.raises(InvalidInput, match="index must be the records' uids"):
+        writeback.write_back(session, "Candidate", original.reset_index(), edited)
+    with pytest.raises(InvalidInput, match=r"use \.set_index\('uid'\)"):
+        writeback.diff(session, "Candidate", original, edited.reset_index())
+    assert session.requests == []
+
+
+def test_a_frame_read_from_another_service_is_refused(setup):
+    session, original, edited = setup
+    with pytest.raises(
+        InvalidInput, match="read from CandidateService, not from VacancyService"
+    ):
+        writeback.write_back(session, "Vacancy", original, edited)
+
+
+# ---- conflicts, failures, re-runs -------------------------------------------------------
+
+
+def test_a_concurrent_edit_of_another_field_survives(setup):
+    """C17: only the edited field is sent; the colleague's phone stays."""
+    session, original, edited = setup
+    session.store["1"]["phone"] = "0612345678"
+    edited.loc["1", "email"] = "b@example.org"
+    report = writeback.write_back(session, "Candidate", original, edited)
+    assert report.payloads == {"1": {"email": "b@example.org"}}
+    assert session.store["1"]["phone"] == "0612345678"
+    assert session.store["1"]["email"] == "b@example.org"
+
+
+def test_a_cell_changed_on_the_server_is_a_conflict_unless_forced(setup):
+    session, original, edited = setup
+    session.store["2"]["email"] = "colleague@example.org"
+    edited.loc["2", "email"] = "mine@example.org"
+    edited.loc["2", "Person.firstName"] = "Bo"
+    report = writeback.write_back(session, "Candidate", original, edited)
+    assert report.counts == {"written": 1, "conflict": 1}
+    conflict = report.conflicts.iloc[0]
+    assert (conflict["field"], conflict["server"]) == ("email", "colleague@example.org")
+    assert session.store["2"]["email"] == "colleague@example.org"
+    assert session.store["2"]["Person"]["firstName"] == "Bo"
+    assert not report.ok
+
+    forced = writeback.write_back(session, "Candidate", original, edited, force=True)
+    assert forced.counts == {"written": 1, "unchanged": 1}
+    assert session.store["2"]["email"] == "mine@example.org"
+    assert "forced over" in forced.frame.set_index("field").loc["email", "error"]
+
+
+def test_a_deleted_record_is_a_conflict(setup):
+    session, original, edited = setup
+    del session.store["3"]
+    edited.loc["3", "email"] = "gone@example.org"
+    report = writeback.write_back(session, "Candidate", original, edited)
+    assert report.counts == {"conflict": 1}
+    assert "no longer exists" in report.frame.loc[0, "error"]
+
+
+def test_a_refused_record_fails_with_the_server_message_and_the_rest_are_written(setup):
+    """C18: a per-uid ledger, and a re-run sends only what is still missing."""
+    session, original, edited = setup
+    session.reject = {"4": "Unknown option id 77 for statusId"}
+    for uid in "12345":
+        edited.loc[uid, "email"] = f"fixed{uid}@example.org"
+    report = writeback.write_back(session, "Candidate", original, edited, batch_size=2)
+    ledger = dict(zip(report.frame["uid"], report.frame["status"], strict=True))
+    assert ledger == {
+        "1": "written",
+        "2": "written",
+        "3": "written",
+        "4": "failed",
+        "5": "written",
+    }
+    assert report.failed["error"].tolist() == ["Unknown option id 77 for statusId"]
+
+    session.reject = {}
+    session.requests.clear()
+    again = writeback.write_back(session, "Candidate", original, edited, batch_size=2)
+    assert again.counts == {"written": 1, "unchanged": 4}
+    assert [c[1][0] for c in session.writes()] == ["4"]
+
+    session.requests.clear()
+    third = writeback.write_back(session, "Candidate", original, edited)
+    assert third.counts == {"unchanged": 5}
+    assert session.writes() == []
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_batch_without_an_answer_is_read_back_not_guessed(setup, when):
+    session, original, edited = setup
+    for uid in "12345":
+        edited.loc[uid, "score"] = 10 + int(uid)
+    session.drop = when
+    report = writeback.write_back(session, "Candidate", original, edited, batch_size=2)
+    statuses = dict(zip(report.frame["uid"], report.frame["status"], strict=True))
+    landed = {u: session.store[u]["score"] == 10 + int(u) for u in "12345"}
+    assert {u: s == "written" for u, s in statuses.items()} == landed
+    expected_first = "written" if when == "after" else "failed"
+    assert statuses["1"] == statuses["2"] == expected_first
+    assert statuses["3"] == statuses["5"] == "written"
+    # Updates were never repeated blindly: each uid was sent at most once.
+    sent = [c[1][0] for c in session.writes()]
+    assert sorted(sent) == ["1", "2", "3", "4", "5"]
+
+    rerun = writeback.write_back(session, "Candidate", original, edited)
+    assert all(session.store[u]["score"] == 10 + int(u) for u in "12345")
+    assert rerun.counts.get("written", 0) == (2 if when == "before" else 0)
+
+
+# ---- dry run and apply ----------------------------------------------------------------
+
+
+def test_a_dry_run_reads_but_writes_nothing_and_can_be_applied_minus_exclusions(setup):
+    session, original, edited = setup
+    edited.loc["1", "email"] = "a@example.org"
+    edited.loc["2", "email"] = "b@example.org"
+    edited.loc["2", "score"] = 9
+    plan = writeback.write_back(session, "Candidate", original, edited, dry_run=True)
+    assert session.writes() == []
+    assert plan.counts == {"planned": 3}
+    assert plan.payloads == {
+        "1": {"email": "a@example.org"},
+        "2": {"email": "b@example.org", "score": 9},
+    }
+    assert repr(plan) == "WriteReport(dry run of CandidateService: planned=3)"
+    with pytest.raises(InvalidInput, match="nothing to undo"):
+        plan.undo()
+
+    report = plan.apply(exclude=[("2", "email")])
+    assert report.counts == {"written": 2, "skipped": 1}
+    assert session.store["2"]["email"] == "p2@example.org"
+    assert session.store["2"]["score"] == 9
+    with pytest.raises(InvalidInput, match="not a plan"):
+        report.apply()
+
+
+def test_exclude_on_write_back_takes_pairs_and_whole_records(setup):
+    session, original, edited = setup
+    edited.loc["1", "email"] = "a@example.org"
+    edited.loc["2", "email"] = "b@example.org"
+    edited.loc["2", "score"] = 9
+    report = writeback.write_back(session, "Candidate", original, edited, exclude=["2"])
+    assert report.counts == {"written": 1, "skipped": 2}
+    assert report.payloads == {"1": {"email": "a@example.org"}}
+
+
+# ---- adds and deletes ---------------------------------------------------------------------
+
+
+def test_new_rows_need_allow_add_and_unknown_uids_are_refused(setup):
+    session, original, edited = setup
+    new = pd.DataFrame(
+        {"Person.firstName": ["Nina"], "email": ["nina@example.org"], "score": [3]},
+        index=pd.Index(["new1"], name="uid"),
+    )
+    grown = pd.concat([edited, new])
+    with pytest.raises(InvalidInput, match=r"new rows \('new1'\) need allow_add=True"):
+        writeback.write_back(session, "Candidate", original, grown)
+    stray = pd.concat([edited, new.rename(index={"new1": "777"})])
+    with pytest.raises(InvalidInput, match="uid '777' is not in original"):
+        writeback.write_back(session, "Candidate", original, stray)
+
+    plan = writeback.write_back(
+        session, "Candidate", original, grown, allow_add=True, dry_run=True
+    )
+    assert plan.counts == {"planned": 3}
+    report = writeback.write_back(session, "Candidate", original, grown, allow_add=True)
+    assert report.counts == {"added": 3}
+    uid = report.frame["uid"].iloc[0]
+    assert session.store[uid]["email"] == "nina@example.org"
+    assert session.store[uid]["score"] == 3
+
+
+def test_rows_left_out_are_skipped_unless_deletes_are_allowed(setup):
+    session, original, edited = setup
+    kept = edited.drop(index=["4"])
+    report = writeback.write_back(session, "Candidate", original, kept)
+    assert report.counts == {"skipped": 1}
+    assert "allow_delete=True" in report.frame.loc[0, "error"]
+    assert "4" in session.store
+
+    plan = writeback.write_back(
+        session, "Candidate", original, kept, allow_delete=True, dry_run=True
+    )
+    assert plan.counts == {"planned": 1} and "4" in session.store
+    report = writeback.write_back(
+        session, "Candidate", original, kept, allow_delete=True
+    )
+    assert report.counts == {"deleted": 1}
+    assert "4" not in session.store
+
+
+# ---- journal and undo ------------------------------------------------------------------------
+
+
+def test_the_journal_file_records_before_and_after_per_batch(setup, tmp_path):
+    session, original, edited = setup
+    session.store["3"]["email"] = "moved@example.org"
+    edited.loc["1", "email"] = "a@example.org"
+    edited.loc["3", "email"] = "c@example.org"
+    path = tmp_path / "journal.jsonl"
+    report = writeback.write_back(
+        session, "Candidate", original, edited, journal=path, force=True
+    )
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(e["uid"], e["status"]) for e in lines] == [
+        ("1", "sending"),
+        ("3", "sending"),
+        ("1", "written"),
+        ("3", "written"),
+    ]
+    assert lines[-1]["before"] == "moved@example.org"
+    assert lines[-1]["after"] == "c@example.org"
+    assert {e["service"] for e in lines} == {"CandidateService"}
+    assert all(e["ts"] and e["run"] == report.run_id for e in lines)
+    assert [e["status"] for e in read_journal(path)] == ["written", "written"]
+
+
+def test_undo_restores_the_server_exactly_and_protects_later_edits(setup, tmp_path):
+    session, original, edited = setup
+    before = copy.deepcopy(session.store)
+    edited.loc["1", "email"] = "a@example.org"
+    edited.loc["2", "statusId"] = "Active"
+    edited.loc["3", "Person.birthdate"] = pd.NaT
+    edited.loc["4", "entryDateTime"] = pd.NaT
+    report = writeback.write_back(session, "Candidate", original, edited)
+    assert report.counts == {"written": 4}
+    undone = report.undo()
+    assert undone.counts == {"written": 4}
+    assert session.store == before
+
+    # Write again, let a colleague change one cell, undo: that cell is left alone.
+    path = tmp_path / "j.jsonl"
+    report = writeback.write_back(session, "Candidate", original, edited, journal=path)
+    session.store["1"]["email"] = "colleague@example.org"
+    undone = writeback.undo_journal(session, path)
+    assert undone.counts == {"written": 3, "conflict": 1}
+    assert session.store["1"]["email"] == "colleague@example.org"
+    assert session.store["2"]["statusId"] == 1
+
+
+def test_report_repr_is_short_and_deterministic(setup):
+    session, original, edited = setup
+    edited.loc["1", "email"] = "a@example.org"
+    report = writeback.write_back(session, "Candidate", original, edited)
+    assert repr(report) == "WriteReport(CandidateService: written=1)"
+    assert "<table" in report._repr_html_()
+    assert list(report.frame.columns) == [
+        "uid",
+        "field",
+        "old",
+        "new",
+        "status",
+        "error",
+        "server",
+    ]
+
+
+def test_bad_batch_sizes_are_refused(setup):
+    session, original, edited = setup
+    with pytest.raises(InvalidInput, match="batch_size"):
+        writeback.write_back(session, "Candidate", original, edited, batch_size=0)
+
+
+def test_canonical_refuses_infinities_and_reads_server_shapes():
+    with pytest.raises(ValueError, match="not a finite number"):
+        writeback.canonical(math.inf, "float")
+    assert writeback.canonical("0000-00-00", "date", lenient=True) is None
+    assert writeback.canonical("1", "boolean", lenient=True) is True
+    assert writeback.canonical("12", "integer", lenient=True) == 12
+    with pytest.raises(ValueError):
+        writeback.canonical("12", "integer")
