@@ -1125,12 +1125,12 @@ def _split_multi_answer(
             body=answer,
         )
     return {
-        key: _element_result(element, method, params)
-        for (key, method, params), element in zip(sent, elements, strict=True)
+        key: _element_result(element, method)
+        for (key, method, _), element in zip(sent, elements, strict=True)
     }
 
 
-def _element_result(element: Any, method: str, params: list) -> CallResult:
+def _element_result(element: Any, method: str) -> CallResult:
     """One element ``{"status": "success", "data": ...}`` or an error, as a CallResult."""
     label = _short(method)
     if not isinstance(element, dict) or "status" not in element:
@@ -1144,7 +1144,7 @@ def _element_result(element: Any, method: str, params: list) -> CallResult:
         )
     if element["status"] == "success":
         data = element.get("data")
-        if data is None and is_read(method, params):
+        if data is None and _expects_value(method):
             return CallResult(
                 method,
                 error=ProtocolError(
