@@ -23,6 +23,7 @@ Journals hold record values, never the API key or the session token.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import html
 import json
@@ -338,6 +339,45 @@ class WriteReport:
         return self.frame[self.frame["status"].isin(["failed", "unknown"])].reset_index(
             drop=True
         )
+
+    def updated(self, original: pd.DataFrame) -> pd.DataFrame:
+        """A copy of ``original`` where the cells the server now holds take their new values.
+
+        Only confirmed cells (``written``, or ``unchanged`` because the server
+        already had them) move; so ``write_back(updated, edited)`` later sends
+        exactly what is still missing, and nothing twice.
+
+        >>> original = report.updated(original)
+        """
+        fresh = original.copy()
+        confirmed = self.frame[self.frame["status"].isin(["written", "unchanged"])]
+        keys = {str(k): k for k in fresh.index}
+        for name, rows in confirmed.groupby("field", sort=False):
+            if name not in fresh.columns:
+                continue
+            where = [keys[str(uid)] for uid in rows["uid"] if str(uid) in keys]
+            values = [
+                v
+                for uid, v in zip(rows["uid"], rows["new"], strict=True)
+                if str(uid) in keys
+            ]
+            column = fresh[name]
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                extra = [
+                    v
+                    for v in values
+                    if isinstance(v, str) and v not in column.cat.categories
+                ]
+                if extra:
+                    fresh[name] = column.cat.add_categories(sorted(set(extra)))
+            try:
+                fresh.loc[where, name] = values
+            except (TypeError, ValueError):
+                # The new values do not fit the read dtype (a label typed as text...).
+                fresh[name] = fresh[name].astype(object)
+                fresh.loc[where, name] = values
+        fresh.attrs = copy.deepcopy(original.attrs)
+        return fresh
 
     def _summary(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.counts.items()) or "no changes"

@@ -36,6 +36,7 @@ Rows and records:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -844,8 +845,6 @@ def _language(session: Any, language: str | None):
     current = getattr(session, "language_code", None)
     if language and switch is not None and language != current:
         return switch(language)
-    import contextlib
-
     return contextlib.nullcontext()
 
 
@@ -1152,6 +1151,10 @@ def _execute(session: Any, plan: _Plan, run: _Run, *, dry_run: bool) -> WriteRep
                 _send_adds(session, plan, run, bar, run_id)
                 deleted = _send_deletes(session, plan, run, bar, run_id)
     timings = {"check": checked - started, "total": time.perf_counter() - started}
+    # New records are listed under their row label in edited ("new1"), before updates.
+    for record in plan.adds:
+        if record.status != "skipped":
+            payloads[record.key] = nest_changes(record.values)
     return WriteReport(
         session=session,
         plan=plan,

@@ -660,3 +660,40 @@ def test_canonical_refuses_infinities_and_reads_server_shapes():
     assert writeback.canonical("12", "integer", lenient=True) == 12
     with pytest.raises(ValueError):
         writeback.canonical("12", "integer")
+
+
+def test_updated_moves_only_confirmed_cells_into_the_baseline(setup):
+    """C18: the baseline snapshot follows only what the server confirmed."""
+    session, original, edited = setup
+    session.reject = {"2": "Field 'email' may not be empty"}
+    edited.loc["1", "email"] = "a@example.org"
+    edited.loc["2", "email"] = "b@example.org"
+    edited.loc["3", "statusId"] = "Hired"
+    report = writeback.write_back(session, "Candidate", original, edited)
+    baseline = report.updated(original)
+    assert baseline.loc["1", "email"] == "a@example.org"
+    assert baseline.loc["2", "email"] == "p2@example.org"
+    assert baseline.loc["3", "statusId"] == "Hired"
+    assert original.loc["1", "email"] == "p1@example.org"
+    session.reject = {}
+    session.requests.clear()
+    rest = writeback.write_back(session, "Candidate", baseline, edited)
+    assert rest.counts == {"written": 1}
+    assert [c[1][0] for c in session.writes()] == ["2"]
+
+
+def test_a_plan_lists_new_records_under_their_row_label(setup):
+    session, original, edited = setup
+    new = pd.DataFrame(
+        {"email": ["n@example.org"]}, index=pd.Index(["new-a"], name="uid")
+    )
+    plan = writeback.write_back(
+        session,
+        "Candidate",
+        original,
+        pd.concat([edited, new]),
+        allow_add=True,
+        dry_run=True,
+    )
+    assert plan.payloads == {"new-a": {"email": "n@example.org"}}
+    assert session.writes() == []
