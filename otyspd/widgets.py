@@ -30,8 +30,10 @@ import pandas as pd
 
 from . import session as session_module
 from .errors import InvalidInput, OtysError, redact
+from .journal import RECORD, STATUSES
 from .progress import progress_wanted
 from .schema import short_service
+from .transport import DEFAULT_URL
 
 __all__ = [
     "MAIN_SERVICES",
@@ -46,7 +48,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_URL = "https://ows.otys.nl/jservice.php"
 
 #: The services offered by the explorer's dropdown (label, service name).
 MAIN_SERVICES = (
@@ -180,7 +181,10 @@ class ConnectForm(_Form):
 
     Attributes:
         key: the API key box (a Password; emptied after every attempt).
-        url: the service URL.
+        url: the JSON-RPC endpoint.
+        username, password: optional OTYS login for the field-list pages,
+            which the explorer uses to suggest fields (the password box is
+            emptied after every attempt too).
         sandbox: "Use the sandbox" (simulated data, no key needed).
         connect_button: starts the connection.
         message: the status line (who is connected, or what went wrong).
@@ -188,19 +192,36 @@ class ConnectForm(_Form):
         widget: the whole form, to display.
     """
 
-    def __init__(self, url: str | None = None, *, sandbox: bool = False) -> None:
+    def __init__(
+        self, url: str | None = None, *, sandbox: bool = False, **options: Any
+    ) -> None:
         self.session: Any = None
+        self._options = options
         self.key = w.Password(description="API key", placeholder="paste the API key")
         self.url = w.Text(
             value=url or os.environ.get("OTYS_URL") or DEFAULT_URL,
             description="URL",
             layout=w.Layout(width="32em"),
         )
+        self.username = w.Text(
+            description="Username", placeholder="optional: for the field lists"
+        )
+        self.password = w.Password(
+            description="Password", placeholder="optional: for the field lists"
+        )
         self.sandbox = w.Checkbox(value=sandbox, description="Use the sandbox")
         self.connect_button = w.Button(description="Connect", button_style="primary")
         self.message = w.HTML()
         self.widget = w.VBox(
-            [self.key, self.url, self.sandbox, self.connect_button, self.message]
+            [
+                self.key,
+                self.url,
+                self.username,
+                self.password,
+                self.sandbox,
+                self.connect_button,
+                self.message,
+            ]
         )
 
         self.sandbox.observe(self._sandbox_toggled, names="value")
@@ -214,19 +235,18 @@ class ConnectForm(_Form):
     def _status(self) -> str:
         if self.session is None:
             return "not connected"
+        return f"connected to {self._who()}"
+
+    def _who(self) -> str:
         user = getattr(self.session, "user", None) or {}
-        client = user.get("client") or user.get("clientId") or "unknown client"
-        name = (
-            user.get("username")
-            or user.get("email")
-            or user.get("id")
-            or "unknown user"
-        )
-        return f"connected to {client} as {name}"
+        client = user.get("client") or user.get("clientId") or "an unnamed client"
+        name = user.get("username") or user.get("email") or user.get("id") or "?"
+        return f"{client} as {name}"
 
     def _sandbox_toggled(self, change: Any = None) -> None:
-        # The sandbox needs neither key nor URL; greying them out says so.
-        self.key.disabled = self.url.disabled = self.sandbox.value
+        # The sandbox brings its own key, URL and login; greying them out says so.
+        for box in (self.key, self.url, self.username, self.password):
+            box.disabled = self.sandbox.value
 
     def _connect_clicked(self, button: w.Button | None = None) -> None:
         self._say("Connecting ...")
@@ -234,13 +254,14 @@ class ConnectForm(_Form):
             try:
                 session = self._open_session()
             finally:
-                # Wipe the key whatever happened: saved widget state must hold none.
+                # Wipe the secrets whatever happened: saved widget state holds none.
                 self.key.value = ""
+                self.password.value = ""
             self._adopt(session)
 
     def _open_session(self) -> Any:
         if self.sandbox.value:
-            return session_module.connect(sandbox=True)
+            return session_module.connect(sandbox=True, **self._options)
         key = self.key.value.strip()
         if not key:
             raise InvalidInput(
@@ -249,35 +270,46 @@ class ConnectForm(_Form):
         url = self.url.value.strip()
         if not url:
             raise InvalidInput("enter the OWS URL (ending in /jservice.php)")
-        return session_module.connect(api_key=key, url=url)
+        options = dict(self._options)
+        if self.username.value.strip():
+            options["username"] = self.username.value.strip()
+        if self.password.value:
+            options["password"] = self.password.value
+        return session_module.connect(api_key=key, url=url, **options)
 
     def _adopt(self, session: Any) -> None:
+        # One form, one live session: the one it replaces is closed.
         previous, self.session = self.session, session
         if previous is not None and previous is not session:
             _close_quietly(previous)
         session_module._last_session = session
-        note = " (simulated data)" if self.sandbox.value else ""
-        self._say(f"Connected to {self._status()[len('connected to ') :]}{note}.", "ok")
+        simulated = getattr(session, "simulated", False) or self.sandbox.value
+        note = " (simulated data)" if simulated else ""
+        self._say(f"Connected to {self._who()}{note}.", "ok")
 
 
 def _close_quietly(session: Any) -> None:
     try:
-        session.logout()
+        session.close()
     except Exception as exc:  # the old session may well be gone already
-        logger.debug("logout of the previous session failed: %s", _describe_error(exc))
+        logger.debug("closing the previous session failed: %s", _describe_error(exc))
 
 
-def connect_form(url: str | None = None, *, sandbox: bool = False) -> ConnectForm:
+def connect_form(
+    url: str | None = None, *, sandbox: bool = False, **options: Any
+) -> ConnectForm:
     """A form to connect to OWS with an API key, or to a local sandbox.
 
-    The key is never shown and is wiped from the form once used; the session
-    is ``form.session`` and becomes the session module-level helpers use.
+    The key is never shown and is wiped from the form once used. The session
+    is ``form.session`` and becomes the one module-level helpers use; ``options``
+    go to :func:`otyspd.connect` (``timeout``, ``retries``, or sandbox options
+    such as ``records``).
 
     >>> form = connect_form()
     >>> form                                   # fill in, press Connect
     >>> df = form.session.read_list("Candidate", ["Person.lastName"])
     """
-    return ConnectForm(url, sandbox=sandbox)
+    return ConnectForm(url, sandbox=sandbox, **options)
 
 
 # ---- explorer ---------------------------------------------------------------
@@ -637,13 +669,36 @@ def explorer(
 # ---- review panel -----------------------------------------------------------
 
 #: The order statuses are counted in, so the counts line reads the same each run.
-_STATUS_ORDER = ("planned", "written", "unchanged", "conflict", "failed", "skipped")
+_STATUS_ORDER = STATUSES
+_PLANNED = "planned"
 
 
 def _cell_text(value: Any) -> str:
-    if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)):
-        return "(empty)"
-    return str(value)
+    return "(empty)" if _is_missing(value) else str(value)
+
+
+def _change_label(row: Any) -> str:
+    """One change in a line: ``1042 · Person.lastName: Jansen → Janssen``."""
+    if row.field == RECORD:
+        what = "delete the record" if row.status == _PLANNED else "the whole record"
+    else:
+        what = f"{row.field}: {_cell_text(row.old)} → {_cell_text(row.new)}"
+    label = f"{row.uid} · {what}"
+    if row.status != _PLANNED:
+        note = getattr(row, "error", None)
+        server = getattr(row, "server", None)
+        if row.status == "conflict" and not _is_missing(server):
+            note = f"the server now holds {_cell_text(server)}"
+        label += f"  [{row.status}" + (f": {note}]" if not _is_missing(note) else "]")
+    return label
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, (list, dict)) and pd.isna(value))
 
 
 def _counts_text(counts: Any) -> str:
@@ -663,7 +718,8 @@ class ReviewPanel(_Form):
             when the edit could not be planned (``message`` says why).
         changes: one checkbox per row of ``plan.frame``; untick to leave a
             change out. ``all_button`` / ``none_button`` tick or untick them all.
-        counts: the line with the numbers of changes, records and exclusions.
+        counts: the line with the numbers of changes, records and exclusions
+            (``counts_text`` is the same as plain text).
         apply_button: writes the ticked changes; ``report`` is the result.
         undo_button: undoes what ``report`` wrote; ``undo_report`` is the result.
         output: the tables; message: what happened, or what went wrong.
@@ -684,6 +740,7 @@ class ReviewPanel(_Form):
         self.report: Any = None
         self.undo_report: Any = None
         self.changes: list[w.Checkbox] = []
+        self.counts_text = ""
 
         self.message = w.HTML()
         self.counts = w.HTML()
@@ -736,59 +793,69 @@ class ReviewPanel(_Form):
             for button in (self.all_button, self.none_button):
                 button.disabled = True
             return
+
+        # One checkbox per row of the plan; only planned changes can be ticked.
         self.plan = plan
         frame = plan.frame
-        self.changes = [
-            w.Checkbox(
-                value=True,
+        self.changes = []
+        for row in frame.itertuples(index=False):
+            planned = row.status == _PLANNED
+            box = w.Checkbox(
+                value=planned,
+                disabled=not planned,
                 indent=False,
-                description=self._label(row),
+                description=_change_label(row),
                 layout=w.Layout(width="auto"),
             )
-            for row in frame.itertuples(index=False)
-        ]
-        for box in self.changes:
             box.observe(self._update_counts, names="value")
+            self.changes.append(box)
         self.changes_box.children = self.changes
-        self.apply_button.disabled = not self.changes
+
+        self.apply_button.disabled = not self._planned_rows()
         _show(self.output, frame)
         self._update_counts()
-        self._say(
-            "Untick the changes to leave out, then press Apply."
-            if self.changes
-            else "Nothing to write: the edit changes no cell."
-        )
-
-    @staticmethod
-    def _label(row: Any) -> str:
-        return f"{row.uid} · {row.field}: {_cell_text(row.old)} → {_cell_text(row.new)}"
-
-    def _pairs(self, included: bool) -> list[tuple[str, str]]:
-        frame = self.plan.frame
-        return [
-            (str(uid), str(field))
-            for uid, field, box in zip(
-                frame["uid"], frame["field"], self.changes, strict=True
+        if self._planned_rows():
+            self._say("Untick the changes to leave out, then press Apply.")
+        elif len(frame):
+            self._say(
+                "Nothing can be written: no change is planned (see the statuses)."
             )
-            if box.value is included
+        else:
+            self._say("Nothing to write: the edit changes no cell.")
+
+    def _planned_rows(self) -> list[tuple[str, str, w.Checkbox]]:
+        if self.plan is None:
+            return []
+        frame = self.plan.frame
+        rows = zip(
+            frame["uid"], frame["field"], frame["status"], self.changes, strict=True
+        )
+        return [
+            (str(uid), str(field), box)
+            for uid, field, status, box in rows
+            if status == _PLANNED
         ]
 
     @property
     def excluded(self) -> list[tuple[str, str]]:
-        """The ``(uid, field)`` pairs left out."""
-        return self._pairs(False) if self.plan is not None else []
+        """The planned ``(uid, field)`` pairs left out (unticked)."""
+        return [
+            (uid, field) for uid, field, box in self._planned_rows() if not box.value
+        ]
+
+    @property
+    def included(self) -> list[tuple[str, str]]:
+        """The planned ``(uid, field)`` pairs that Apply will write."""
+        return [(uid, field) for uid, field, box in self._planned_rows() if box.value]
 
     def exclude(self, *pairs: tuple[str, str]) -> None:
-        """Untick the changes of the given ``(uid, field)`` pairs."""
+        """Untick the planned changes of the given ``(uid, field)`` pairs."""
         wanted = {(str(uid), str(field)) for uid, field in pairs}
-        frame = self.plan.frame
         found = set()
-        for uid, field, box in zip(
-            frame["uid"], frame["field"], self.changes, strict=True
-        ):
-            if (str(uid), str(field)) in wanted:
+        for uid, field, box in self._planned_rows():
+            if (uid, field) in wanted:
                 box.value = False
-                found.add((str(uid), str(field)))
+                found.add((uid, field))
         missing = sorted(wanted - found)
         if missing:
             raise InvalidInput(
@@ -797,19 +864,25 @@ class ReviewPanel(_Form):
             )
 
     def _tick_all(self, value: bool) -> None:
-        for box in self.changes:
+        for _, _, box in self._planned_rows():
             box.value = value
 
     def _update_counts(self, change: Any = None) -> None:
         if self.plan is None:
-            self.counts.value = ""
+            self.counts_text = self.counts.value = ""
             return
-        included = self._pairs(True)
-        records = len({uid for uid, _ in included})
-        self.counts.value = _message_html(
-            f"{len(self.changes)} changes planned; {len(included)} to write in "
-            f"{records} records; {len(self.changes) - len(included)} left out."
+        planned, included = self._planned_rows(), self.included
+        line = (
+            f"{_n(len(planned), 'change')} planned in "
+            f"{_n(len({r[0] for r in planned}), 'record')}: "
+            f"{len(included)} to write in {_n(len({r[0] for r in included}), 'record')}, "
+            f"{len(planned) - len(included)} left out."
         )
+        others = {k: v for k, v in dict(self.plan.counts).items() if k != _PLANNED}
+        if others:
+            line += f" Not to be written: {_counts_text(others)}."
+        self.counts_text = line
+        self.counts.value = _message_html(line)
 
     # ---- applying and undoing
 

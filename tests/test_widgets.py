@@ -26,7 +26,7 @@ class StandInSession:
     def __init__(self) -> None:
         self.user = {"client": "Recruitment Heroes", "username": "partner.heroes"}
         self.reads: list[dict] = []
-        self.logged_out = False
+        self.closed = False
 
     def field_defs(self, service: str) -> dict[str, FieldDef] | None:
         if service != "CandidateService":
@@ -51,8 +51,8 @@ class StandInSession:
         )
         return frame
 
-    def logout(self) -> None:
-        self.logged_out = True
+    def close(self) -> None:
+        self.closed = True
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_connect_form_with_the_sandbox_ticked_needs_no_key(fake_connect):
     assert "simulated data" in form.message_text
 
 
-def test_connecting_again_logs_the_previous_session_out(fake_connect):
+def test_connecting_again_closes_the_previous_session(fake_connect):
     form = widgets.connect_form(url="http://127.0.0.1:9/jservice.php")
     form.key.value = KEY
     form.connect_button.click()
@@ -136,7 +136,7 @@ def test_connecting_again_logs_the_previous_session_out(fake_connect):
     form.key.value = KEY
     form.connect_button.click()
 
-    assert first.logged_out
+    assert first.closed
     assert form.session is not first
 
 
@@ -309,16 +309,16 @@ def test_review_lists_each_change_with_a_ticked_checkbox_and_counts():
     panel, _ = _stand_in_panel()
     assert [box.value for box in panel.changes] == [True, True, True]
     assert panel.changes[2].description == "2 · Person.lastName: (empty) → Smit"
-    assert (
-        "3 changes planned; 3 to write in 2 records; 0 left out." in panel.counts.value
+    assert panel.counts_text == (
+        "3 changes planned in 2 records: 3 to write in 2 records, 0 left out."
     )
     assert not panel.apply_button.disabled and panel.undo_button.disabled
 
     panel.changes[0].value = False
     assert panel.excluded == [("1", "Person.lastName")]
-    assert "2 to write in 2 records; 1 left out." in panel.counts.value
+    assert panel.counts_text.endswith("2 to write in 2 records, 1 left out.")
     panel.none_button.click()
-    assert "0 to write in 0 records; 3 left out." in panel.counts.value
+    assert panel.counts_text.endswith("0 to write in 0 records, 3 left out.")
     panel.all_button.click()
     assert panel.excluded == []
 
@@ -380,6 +380,41 @@ def test_review_of_an_edit_without_changes_has_nothing_to_apply():
     )
     assert panel.changes == [] and panel.apply_button.disabled
     assert "Nothing to write" in panel.message_text
+
+
+def test_review_offers_only_planned_changes_and_counts_the_others():
+    changes = [
+        ("1", "statusId", "2", "3"),
+        ("2", "statusId", "2", "4"),
+        ("3", "statusId", "1", "1"),
+    ]
+    plan = StandInPlan({}, changes)
+    plan.frame["status"] = ["planned", "conflict", "unchanged"]
+    plan.frame["error"] = [None, None, None]
+    plan.frame["server"] = [None, "5", None]
+    plan.counts = {"planned": 1, "unchanged": 1, "conflict": 1}
+    panel = widgets.review(
+        PlanningSession(plan), "Candidate", pd.DataFrame(), pd.DataFrame()
+    )
+
+    assert [(box.value, box.disabled) for box in panel.changes] == [
+        (True, False),
+        (False, True),
+        (False, True),
+    ]
+    assert (
+        panel.changes[1].description
+        == "2 · statusId: 2 → 4  [conflict: the server now holds 5]"
+    )
+    assert panel.changes[2].description == "3 · statusId: 1 → 1  [unchanged]"
+    assert panel.counts_text == (
+        "1 change planned in 1 record: 1 to write in 1 record, 0 left out. "
+        "Not to be written: unchanged 1, conflict 1."
+    )
+    panel.none_button.click()
+    assert panel.excluded == [("1", "statusId")]
+    with pytest.raises(InvalidInput, match="no planned change"):
+        panel.exclude(("2", "statusId"))
 
 
 def test_review_refuses_to_exclude_a_change_that_is_not_planned():
