@@ -26,6 +26,11 @@ from .errors import (
     RequestTimeout,
     TransportError,
 )
+from .frames import SchemaDriftError, explode, nest_changes
+from .options import UnknownOptionWarning
+from .paging import DriftWarning
+from .paging import read_list_last as read_list
+from .query import F
 from .session import Session, connect
 from .writeback import WriteReport
 
@@ -39,6 +44,8 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DriftError",
+    "DriftWarning",
+    "F",
     "FileTransferError",
     "HTTPStatusError",
     "IncompleteRead",
@@ -49,10 +56,15 @@ __all__ = [
     "ProtocolError",
     "RateLimited",
     "RequestTimeout",
+    "SchemaDriftError",
     "Session",
     "TransportError",
+    "UnknownOptionWarning",
     "WriteReport",
     "connect",
+    "explode",
     "merge_map",
+    "nest_changes",
+    "read_list",
     "surviving_ids",
 ]

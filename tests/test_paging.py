@@ -1,0 +1,397 @@
+"""Paged reads lose nothing: capped pages, drift, failures, resume, expiry, export."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pandas as pd
+import pytest
+
+from otyspd.errors import (
+    DriftError,
+    IncompleteRead,
+    InvalidInput,
+    OwsError,
+    TransportError,
+)
+from otyspd.paging import DriftWarning, export, iter_pages, read_detail, read_list
+from otyspd.transport import CallResult
+
+# ---- a scripted list server behind the Session interface -------------------------
+
+
+class ListServer:
+    """Serves getListEx over an ordered list of records, like OWS does.
+
+    ``cap`` is the page size served whatever the limit asked (the excluded cap
+    with excludeLimitCheck); ``before_page`` runs before each page is served
+    (to change the data between pages); ``failing`` maps a page's offset to
+    the number of times it fails before it succeeds (offset -1: any page).
+    """
+
+    def __init__(self, n=450, *, cap=200, excluded_cap=1000, width=3):
+        self.rows = [self.record(i, width) for i in range(1, n + 1)]
+        self.cap, self.excluded_cap = cap, excluded_cap
+        self.before_page = None
+        self.failing: dict[int, int] = {}
+        self.served = 0
+        self.requests = 0
+        self.language_code = None
+        self._cache = {}
+        self.options = {"statusId": {"1": "New", "2": "Hired"}}
+        self.option_calls = 0
+        self.detail_calls = []
+
+    @staticmethod
+    def record(i, width=3):
+        return {
+            "uid": f"{i:0{width}d}",
+            "statusId": 1 + i % 2,
+            "Person": {"lastName": f"N{i}"},
+        }
+
+    def field_defs(self, service):
+        return None
+
+    def _page(self, args):
+        self.served += 1
+        page_no = self.served
+        if self.before_page:
+            self.before_page(page_no, self)
+        offset = args["offset"]
+        if self.failing.get(offset, 0) > 0 or self.failing.get(-1, 0) > 0:
+            key = offset if self.failing.get(offset, 0) > 0 else -1
+            self.failing[key] -= 1
+            raise OwsError("Internal server error (simulated)", code=500)
+        limit = min(
+            args["limit"],
+            self.excluded_cap if args.get("excludeLimitCheck") else self.cap,
+        )
+        rows = self.rows[args["offset"] : args["offset"] + limit]
+        return {
+            "listOutput": [json.loads(json.dumps(r)) for r in rows],
+            "totalCount": len(self.rows),
+            "searchExtras": [],
+        }
+
+    def _run(self, method, params):
+        if method.endswith("getListEx"):
+            return self._page(params[0])
+        if method.endswith("getOptionLists"):
+            self.option_calls += 1
+            return {f: self.options.get(f, []) for f in params[0]}
+        if method.endswith("getDetail"):
+            self.detail_calls.append(params)
+            uid = params[0]
+            match = [r for r in self.rows if r["uid"] == uid]
+            if not match:
+                raise OwsError("Record not found", code=404)
+            return match[0]
+        raise AssertionError(method)
+
+    def multi(self, calls, **kwargs):
+        self.requests += 1
+        keyed = isinstance(calls, dict)
+        items = calls.items() if keyed else enumerate(calls)
+        out = {}
+        for key, (method, params) in items:
+            try:
+                out[key] = CallResult(method, data=self._run(method, params))
+            except OwsError as exc:
+                out[key] = CallResult(method, error=exc)
+        return out if keyed else [out[k] for k in range(len(calls))]
+
+    def call(self, method, *params, **kwargs):
+        self.requests += 1
+        return self._run(method, list(params))
+
+    def read_list(self, *args, **kwargs):
+        return read_list(self, *args, **kwargs)
+
+
+WHAT = ["uid", "Person.lastName", "statusId"]
+
+
+def uids(df):
+    return list(df.index)
+
+
+# ---- capped pages (C13) -------------------------------------------------------------
+
+
+def test_c13_a_capped_page_size_loses_no_rows():
+    server = ListServer(450, cap=200)
+    df = read_list(server, "Candidate", WHAT, page_size=250)
+    assert uids(df) == [r["uid"] for r in server.rows]
+    assert df.index.is_unique and len(df) == 450
+
+
+def test_c13_excluded_limit_check_is_sent_for_big_pages_and_the_real_size_learnt():
+    server = ListServer(2500, cap=200, excluded_cap=700)
+    df = read_list(server, "Candidate", WHAT, page_size=1000)
+    assert len(df) == 2500 and df.index.is_unique
+    # one first page, then batches of up to 10 pages of 700
+    assert server.requests == 2
+
+
+def test_pages_are_batched_into_few_requests():
+    server = ListServer(2000)
+    df = read_list(server, "Candidate", WHAT, labels=False)
+    assert len(df) == 2000
+    assert server.requests == 2  # the first page, then the other 1800 rows in 10 pages
+
+
+def test_frame_has_the_columns_asked_in_order_with_labels():
+    server = ListServer(30)
+    df = read_list(server, "Candidate", ["statusId", "Person.lastName"])
+    assert list(df.columns) == ["statusId", "Person.lastName"]
+    assert df.index.name == "uid"
+    assert df.loc["001", "statusId"] == "Hired"
+    assert df.attrs["otyspd"]["labels"]["statusId"] == {"1": "New", "2": "Hired"}
+    assert df.attrs["otyspd"]["service"] == "CandidateService"
+    raw = read_list(server, "Candidate", ["statusId"], labels=False)
+    assert raw["statusId"].dtype == "Int64"
+    assert server.option_calls == 1  # cached per service and language
+
+
+def test_limit_and_empty_lists():
+    server = ListServer(450)
+    assert len(read_list(server, "Candidate", WHAT, limit=210)) == 210
+    empty = read_list(ListServer(0), "Candidate", WHAT)
+    assert len(empty) == 0 and list(empty.columns) == ["Person.lastName", "statusId"]
+
+
+# ---- drift (C12) ------------------------------------------------------------------
+
+
+def test_c12_a_record_removed_before_the_read_position_is_not_skipped():
+    server = ListServer(10, cap=2)
+
+    def remove_first(page_no, srv):
+        if page_no == 2:
+            del srv.rows[0]
+
+    server.before_page = remove_first
+    with pytest.warns(DriftWarning, match=r"total 10 at the start and 9 at the end"):
+        df = read_list(server, "Candidate", WHAT, page_size=2, batch=1)
+    assert uids(df) == [f"{i:03d}" for i in range(1, 11)]
+
+
+def test_c12_a_record_added_before_the_read_position_is_not_duplicated():
+    server = ListServer(10, cap=2)
+
+    def add_front(page_no, srv):
+        if page_no == 2:
+            srv.rows.insert(
+                0, {"uid": "000", "statusId": 1, "Person": {"lastName": "new"}}
+            )
+
+    server.before_page = add_front
+    with pytest.warns(DriftWarning, match="11 at the end"):
+        df = read_list(server, "Candidate", WHAT, page_size=2, batch=1)
+    assert df.index.is_unique
+    assert set(uids(df)) >= {f"{i:03d}" for i in range(1, 11)}
+
+
+def test_c12_churn_on_every_page_loses_nothing_that_stayed():
+    server = ListServer(600, cap=50)
+    added = []
+
+    def churn(page_no, srv):
+        if 1 < page_no < 14 and page_no % 2 == 0:
+            # a colleague removes a record already read and adds a new one (new uids sort last)
+            del srv.rows[page_no]
+            added.append({"uid": f"9{page_no:03d}", "statusId": 1, "Person": {}})
+            srv.rows.append(added[-1])
+            srv.rows[page_no + 5]["statusId"] = 2
+
+    server.before_page = churn
+    with pytest.warns(DriftWarning, match="recovered after records moved") as caught:
+        df = read_list(server, "Candidate", WHAT, page_size=50, batch=3)
+    assert df.index.is_unique
+    assert {r["uid"] for r in server.rows} - set(df.index) == set()
+    assert "600 at the start" in str(caught[0].message)
+
+
+def test_strict_mode_raises_drift_error_with_the_frame():
+    server = ListServer(10, cap=2)
+    server.before_page = lambda n, srv: srv.rows.pop() if n == 3 else None
+    with pytest.raises(DriftError, match="total 10 at the start and 9") as info:
+        read_list(server, "Candidate", WHAT, page_size=2, batch=1, strict=True)
+    assert len(info.value.frame) == 9
+
+
+# ---- failures, resume (C16) ------------------------------------------------------------
+
+
+def test_c16_a_failing_page_is_retried_on_the_same_offset():
+    server = ListServer(1000, cap=200)
+    server.failing = {398: 2}  # the third page (pages overlap by one row)
+    df = read_list(server, "Candidate", WHAT, batch=1, page_retries=3)
+    assert uids(df) == [r["uid"] for r in server.rows]
+
+
+def test_c16_a_page_that_keeps_failing_raises_with_partial_rows_and_resume_offset():
+    server = ListServer(1000, cap=200)
+    server.failing = {398: 99}
+    with pytest.raises(IncompleteRead, match="offset 399") as info:
+        read_list(server, "Candidate", WHAT, batch=1, page_retries=2)
+    err = info.value
+    assert err.resume_offset == 399 and err.expected == 1000
+    assert uids(err.partial) == [r["uid"] for r in server.rows[:399]]
+    assert isinstance(err.__cause__, OwsError)
+
+    server.failing = {}
+    rest = read_list(server, "Candidate", WHAT, offset=err.resume_offset)
+    whole = pd.concat([err.partial, rest])
+    assert uids(whole) == [r["uid"] for r in server.rows]
+
+
+def test_c16_a_failure_inside_a_batch_keeps_the_pages_before_it():
+    server = ListServer(1000, cap=100)
+    server.failing = {-1: 0}
+    state = {"n": 0}
+
+    def fail_later(page_no, srv):
+        state["n"] += 1
+        if state["n"] >= 5:
+            srv.failing[-1] = 1
+
+    server.before_page = fail_later
+    with pytest.raises(IncompleteRead) as info:
+        read_list(server, "Candidate", WHAT, page_size=100, batch=10, page_retries=0)
+    err = info.value
+    # four pages of 100 overlapping by one row were kept: 100 + 3 * 99 rows
+    assert err.resume_offset == len(err.partial) == 397
+    assert uids(err.partial) == [r["uid"] for r in server.rows[:397]]
+
+
+def test_c16_a_whole_request_failing_is_retried_then_reported():
+    server = ListServer(600)
+    calls = {"n": 0}
+    real = server.multi
+
+    def flaky(batch, **kw):
+        calls["n"] += 1
+        if calls["n"] in (2, 3):
+            raise TransportError("connection dropped")
+        return real(batch, **kw)
+
+    server.multi = flaky
+    assert len(read_list(server, "Candidate", WHAT)) == 600
+
+
+def test_a_malformed_page_is_not_taken_for_the_end_of_the_list():
+    server = ListServer(600)
+    real = server._page
+    state = {"n": 0}
+
+    def null_once(args):
+        state["n"] += 1
+        return None if state["n"] == 2 else real(args)
+
+    server._page = null_once
+    df = read_list(server, "Candidate", WHAT, batch=1)
+    assert len(df) == 600
+
+
+def test_a_server_that_never_stops_sending_is_cut_off():
+    server = ListServer(300)
+    real = server._page
+
+    def endless(args):
+        page = real({**args, "offset": 0})
+        page["totalCount"] = 10**9
+        for i, row in enumerate(page["listOutput"]):
+            row["uid"] = f"{args['offset']}-{i}"
+        return page
+
+    server._page = endless
+    with pytest.raises(IncompleteRead, match="stopped after 5 pages"):
+        read_list(server, "Candidate", WHAT, max_pages=5)
+
+
+# ---- arguments, iter_pages, detail ------------------------------------------------------
+
+
+def test_bad_arguments_are_rejected_before_any_request():
+    server = ListServer(10)
+    for kwargs in (
+        {"page_size": 0},
+        {"batch": "x"},
+        {"colour": 1},
+        {"types": {"a": "money"}},
+        {"labels": ["nope"]},
+    ):
+        with pytest.raises(InvalidInput):
+            read_list(server, "Candidate", WHAT, **kwargs)
+    with pytest.raises(InvalidInput):
+        read_list(server, "Candidate", ["Person", "Person.lastName"])
+    assert server.requests == 0
+
+
+def test_iter_pages_yields_one_frame_per_page():
+    server = ListServer(450)
+    frames = list(iter_pages(server, "Candidate", WHAT, labels=False))
+    assert [len(f) for f in frames] == [200, 199, 51]  # pages overlap by one row
+    assert all(f["statusId"].dtype == "Int64" for f in frames)
+
+
+def test_read_detail_gives_a_series_named_by_uid():
+    server = ListServer(5)
+    row = read_detail(server, "Candidate", "003", ["Person.lastName", "statusId"])
+    assert row.name == "003"
+    assert row["Person.lastName"] == "N3" and row["statusId"] == "Hired"
+    assert server.detail_calls[0] == [
+        "003",
+        {"uid": 1, "Person": {"lastName": 1}, "statusId": 1},
+    ]
+
+
+# ---- export ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv", "jsonl"])
+def test_export_streams_every_row_and_renames_at_the_end(tmp_path, suffix):
+    server = ListServer(450)
+    out = tmp_path / f"cands.{suffix}"
+    info = export(server, "Candidate", WHAT, path=out)
+    assert info["rows"] == 450 and out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+    if suffix == "parquet":
+        back = pd.read_parquet(out)
+    elif suffix == "csv":
+        back = pd.read_csv(out, dtype=str)
+    else:
+        back = pd.read_json(out, lines=True, dtype=False)
+    assert list(back["uid"]) == [r["uid"] for r in server.rows]
+    assert set(back["statusId"]) == {"New", "Hired"}
+
+
+def test_a_failed_export_leaves_no_file(tmp_path):
+    server = ListServer(450)
+    server.failing = {199: 99}
+    with pytest.raises(IncompleteRead):
+        export(server, "Candidate", WHAT, path=tmp_path / "x.csv", page_retries=0)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InvalidInput, match="must end in"):
+        export(server, "Candidate", WHAT, path=tmp_path / "x.xlsx")
+
+
+def test_no_warning_when_nothing_moved():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(read_list(ListServer(1000, cap=200), "Candidate", WHAT)) == 1000
+
+
+def test_module_level_read_list_uses_the_last_session(monkeypatch):
+    import otyspd
+    from otyspd import session as session_module
+
+    monkeypatch.setattr(session_module, "_last_session", None)
+    with pytest.raises(InvalidInput, match="connect"):
+        otyspd.read_list("Candidate", WHAT)
+    server = ListServer(20)
+    monkeypatch.setattr(session_module, "_last_session", server)
+    assert len(otyspd.read_list("Candidate", WHAT, otyspd.F("statusId") == 1)) == 20
