@@ -311,6 +311,7 @@ class _Column:
     base: str = "any"  # for labels: the field's own type
     labels: dict[str, str] | None = None  # option id -> label
     read_only: str | None = None  # why it cannot be updated
+    fdef: Any = None  # the field definition, when the server shows them
 
     def label_ids(self) -> dict[str, list[str]]:
         """Label (NFC) -> every id carrying it."""
@@ -367,6 +368,7 @@ def _describe_columns(
             column = _Column(name, "label", base or "any", labels.get(name))
         else:
             column = _Column(name, base or dtype_kind)
+        column.fdef = fdef
         if name in _READ_ONLY:
             column.read_only = f"{name} identifies the record"
         elif fdef is not None and not fdef.updatable:
@@ -532,9 +534,10 @@ def _same_cell(old: Any, new: Any, column: _Column) -> bool:
 class _Labels:
     """Turns labels typed by the user into option ids, asking the server once per column."""
 
-    def __init__(self, session: Any, service: str) -> None:
+    def __init__(self, session: Any, service: str, language: str | None) -> None:
         self.session = session
         self.service = service
+        self.language = language
         self.fetched: dict[str, dict[str, str] | None] = {}
 
     def server_labels(self, column: _Column) -> dict[str, str] | None:
@@ -543,7 +546,9 @@ class _Labels:
             lookup = getattr(self.session, "options", None)
             if lookup is not None:
                 try:
-                    found = lookup(self.service, [column.name]).get(column.name)
+                    # Labels in the language the frame was read in.
+                    with _language(self.session, self.language):
+                        found = lookup(self.service, [column.name]).get(column.name)
                 except (ImportError, OtysError, AttributeError) as exc:
                     log.debug("options of %s unavailable: %s", column.name, exc)
             self.fetched[column.name] = (
@@ -582,6 +587,8 @@ def _changed_cell(
     """Build the cell of one change, or say what is wrong with it."""
     if column.read_only:
         return None, f"cannot be updated: {column.read_only}"
+    if getattr(column.fdef, "not_empty", False) and (_is_missing(new) or new == ""):
+        return None, "may not be empty (the field definitions say so)"
     try:
         if column.kind == "label":
             old_canon: Any = None
@@ -670,8 +677,9 @@ def _plan(
     if problems:
         raise InvalidInput("cannot compare the frames", problems)
 
-    columns = _describe_columns(original, meta, _field_defs(session, service))
-    labels = _Labels(session, service)
+    defs = _field_defs(session, service)
+    columns = _describe_columns(original, meta, defs)
+    labels = _Labels(session, service, meta.get("language"))
     plan = _Plan(service, language=meta.get("language"))
     excluded = _exclusions(exclude)
 
@@ -727,7 +735,7 @@ def _plan(
         problems.append(f"edited: new rows ({names}) need allow_add=True to be added")
     elif new_rows:
         plan.adds = _plan_adds(
-            new_rows, [str(c) for c in edited.columns], columns, labels, problems
+            new_rows, [str(c) for c in edited.columns], columns, labels, problems, defs
         )
 
     if check_rows and problems:
@@ -756,7 +764,11 @@ def _plan_adds(
     columns: dict[str, _Column],
     labels: _Labels,
     problems: list[str],
+    defs: dict[str, Any] | None,
 ) -> list[_NewRecord]:
+    obligatory = [
+        f.name for f in (defs or {}).values() if f.obligatory and f.type != "container"
+    ]
     records = []
     for number, (label, row) in enumerate(rows, start=1):
         key = (
@@ -768,6 +780,11 @@ def _plan_adds(
         for name, value in zip(names, row, strict=True):
             if _is_missing(value) or name in _READ_ONLY:
                 continue
+            if not getattr(columns[name].fdef, "insertable", True):
+                problems.append(
+                    f"new row {key!r}, column {name!r}: cannot be set on add"
+                )
+                continue
             wire, problem = _record_wire(columns[name], value, labels)
             if problem:
                 problems.append(f"new row {key!r}, column {name!r}: {problem}")
@@ -775,6 +792,11 @@ def _plan_adds(
             values[name], shown[name] = wire, value
         if not values:
             problems.append(f"new row {key!r} has no values to add")
+        lacking = [name for name in obligatory if name not in values]
+        if values and lacking:
+            problems.append(
+                f"new row {key!r} lacks obligatory fields: {', '.join(lacking)}"
+            )
         records.append(_NewRecord(key, values, shown))
     return records
 
@@ -901,7 +923,9 @@ def _check_conflicts(session: Any, plan: _Plan, run: _Run) -> None:
             continue
         now = _server_canon(cell, record)
         raw = _pluck(record, cell.field)
-        cell.before = raw if cell.column.kind == "label" else now
+        # Undo restores this: the server's own text exactly, else its canonical form.
+        exact = cell.column.kind in ("label", "string", "text") and now is not None
+        cell.before = raw if exact else now
         if now == cell.new_canon:
             cell.status = "unchanged"
         elif cell.old_canon != now:

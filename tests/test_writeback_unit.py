@@ -697,3 +697,30 @@ def test_a_plan_lists_new_records_under_their_row_label(setup):
     )
     assert plan.payloads == {"new-a": {"email": "n@example.org"}}
     assert session.writes() == []
+
+
+def test_field_definitions_guard_empty_values_and_adds():
+    records = _records(2)
+    defs = {
+        "Person.firstName": FieldDef(
+            "Person.firstName", not_empty=True, obligatory=True
+        ),
+        "score": FieldDef("score", "integer", insertable=False),
+        "email": FieldDef("email"),
+    }
+    session = FakeSession(records, defs=defs)
+    original = _frame(records)
+    edited = original.copy()
+    edited.loc["1", "Person.firstName"] = ""
+    new = pd.DataFrame(
+        {"email": ["n@example.org"], "score": [1]}, index=pd.Index([None])
+    )
+    with pytest.raises(InvalidInput) as caught:
+        writeback.write_back(
+            session, "Candidate", original, pd.concat([edited, new]), allow_add=True
+        )
+    text = "\n".join(caught.value.problems)
+    assert "uid '1', column 'Person.firstName': may not be empty" in text
+    assert "new row 'new#1', column 'score': cannot be set on add" in text
+    assert "new row 'new#1' lacks obligatory fields: Person.firstName" in text
+    assert session.requests == []
