@@ -21,6 +21,7 @@ import html
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,7 +32,6 @@ import pandas as pd
 from . import session as session_module
 from .errors import InvalidInput, OtysError, redact
 from .journal import RECORD, STATUSES
-from .progress import progress_wanted
 from .schema import short_service
 from .transport import DEFAULT_URL
 
@@ -605,6 +605,7 @@ class Explorer(_Form):
         return [f"-{field}" if self.sort_order.value == "desc" else field]
 
     def _request(self) -> dict:
+        """The read the form describes, checked (raises InvalidInput)."""
         return {
             "service": self.service.value,
             "what": self.what(),
@@ -618,17 +619,15 @@ class Explorer(_Form):
         with self._busy(self.preview_button, self.load_button):
             request = self._request()
             self._say("Reading a preview ...")
-            frame = self.session.read_list(
-                request["service"],
-                request["what"],
-                request["condition"],
-                sort=request["sort"],
-                limit=self.preview_rows,
-                progress=False,
-            )
+            with _caught_warnings() as caught:
+                frame = self.session.read_list(
+                    **request, limit=self.preview_rows, progress=False
+                )
             self.preview_frame = frame
             _show(self.output, frame)
-            self._say(f"Preview: the first {len(frame)} rows.", "ok")
+            self._say(
+                _with_notes(f"Preview: the first {len(frame)} rows.", caught), "ok"
+            )
 
     def _load_clicked(self, button: w.Button | None = None) -> None:
         with self._busy(self.preview_button, self.load_button):
@@ -636,17 +635,25 @@ class Explorer(_Form):
             self._say("Reading all rows ...")
             self.output.outputs = ()
             # A progress bar drawn while reading lands inside the output area.
-            with self.output:
-                frame = self.session.read_list(
-                    request["service"],
-                    request["what"],
-                    request["condition"],
-                    sort=request["sort"],
-                    progress=progress_wanted(None),
-                )
+            with self.output, _caught_warnings() as caught:
+                frame = self.session.read_list(**request, progress=None)
             self.frame = frame
             _show(self.output, frame)
-            self._say(f"Loaded {len(frame)} rows; the frame is explorer.frame.", "ok")
+            done = f"Loaded {len(frame)} rows; the frame is explorer.frame."
+            self._say(_with_notes(done, caught), "ok")
+
+
+@contextmanager
+def _caught_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Collect warnings (drift while paging, ...) to show them in the form."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def _with_notes(text: str, caught: list[warnings.WarningMessage]) -> str:
+    notes = list(dict.fromkeys(redact(str(item.message)) for item in caught))
+    return "\n".join([text, *(f"Warning: {note}" for note in notes)])
 
 
 def explorer(

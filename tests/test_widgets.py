@@ -7,6 +7,7 @@ against a real sandbox on 127.0.0.1 and check what reached the server.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -27,6 +28,7 @@ class StandInSession:
         self.user = {"client": "Recruitment Heroes", "username": "partner.heroes"}
         self.reads: list[dict] = []
         self.closed = False
+        self.warning = ""
 
     def field_defs(self, service: str) -> dict[str, FieldDef] | None:
         if service != "CandidateService":
@@ -46,6 +48,8 @@ class StandInSession:
         self.reads.append(
             {"service": service, "what": what, "condition": condition, **kw}
         )
+        if self.warning:
+            warnings.warn(self.warning, UserWarning, stacklevel=2)
         frame = pd.DataFrame(
             {p: ["a", "b"] for p in what}, index=pd.Index(["1", "2"], name="uid")
         )
@@ -213,6 +217,19 @@ def test_explorer_shows_bad_input_as_a_message_and_reads_nothing(row, raw, expec
     assert ex.session.reads == []
     assert expected in ex.message_text
     assert not ex.preview_button.disabled
+
+
+def test_explorer_shows_warnings_of_the_read_in_its_message():
+    ex = widgets.explorer(StandInSession())
+    ex.session.warning = "3 records were added while reading; 203 rows, 200 expected"
+    ex.fields.value = ("statusId",)
+    ex.load_button.click()
+
+    assert ex.frame is not None
+    assert ex.message_text == (
+        "Loaded 2 rows; the frame is explorer.frame.\n"
+        "Warning: 3 records were added while reading; 203 rows, 200 expected"
+    )
 
 
 def test_explorer_needs_at_least_one_field():
