@@ -87,6 +87,7 @@ _SESSION_OPTIONS = frozenset(
         "sleep",
         "clock",
         "http",
+        "sandbox_options",
     }
 )
 
@@ -117,7 +118,9 @@ def connect(
             the field-list pages (default ``OTYS_USERNAME``/``OTYS_PASSWORD``),
             ``verify`` (TLS verification, on by default), ``chunk`` (calls per
             MultiService request, default 50); ``sleep``, ``clock`` and
-            ``seed`` make waits testable.
+            ``seed`` make waits testable. ``sandbox_options`` (a dict) goes to
+            the sandbox as it is, for names the session uses too (its
+            ``rate_limit``, say).
 
     Raises:
         ConfigurationError: no API key, a malformed url or an unknown option.
@@ -130,13 +133,17 @@ def connect(
 
     own = {k: v for k, v in options.items() if k in _SESSION_OPTIONS}
     rest = {k: v for k, v in options.items() if k not in _SESSION_OPTIONS}
+    if not sandbox and own.get("sandbox_options"):
+        raise ConfigurationError(
+            "sandbox_options only apply with connect(sandbox=True)"
+        )
     server = None
     if sandbox:
         if api_key is not None or url is not None:
             raise ConfigurationError(
                 "connect(sandbox=True) starts its own server and key; pass no api_key or url"
             )
-        server = _start_sandbox(rest)
+        server = _start_sandbox({**rest, **own.pop("sandbox_options", {})})
         api_key, url = server.api_key, server.url
         own.setdefault("username", getattr(server, "username", None))
         own.setdefault("password", getattr(server, "password", None))

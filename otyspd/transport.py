@@ -794,7 +794,9 @@ class Transport:
                 error, sent, transient = _translate(exc, label, method)
                 cause: BaseException | None = exc
             else:
-                self.pacer.observe(response.headers)
+                # On a 429 its Retry-After rules the wait, not the budget headers.
+                if response.status_code != 429:
+                    self.pacer.observe(response.headers)
                 try:
                     result = _read_answer(response, label, method, expect_value)
                 except OwsError as exc:

@@ -185,3 +185,18 @@ class FakeOWS(BaseAdapter):
         if isinstance(calls, dict):
             return {key: one(call) for key, call in calls.items()}
         return [one(call) for call in calls]
+
+
+class Clock:
+    """A fake monotonic clock that only moves when something sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds

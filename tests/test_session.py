@@ -8,7 +8,7 @@ import logging
 import threading
 
 import pytest
-from fake_ows import KEY, URL, FakeOWS, Fault
+from fake_ows import KEY, URL, Clock, FakeOWS, Fault
 
 import otyspd
 from otyspd import session as session_module
@@ -384,3 +384,26 @@ def test_connect_over_real_http_calls_and_logs_out(fake, local_server, caplog):
         assert [r.ok for r in results] == [True, False]
     assert [r["method"] for r in fake.requests][-1] == "logout"
     assert "plain http" not in caplog.text  # loopback is fine
+
+
+def test_sandbox_options_without_a_sandbox_are_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="sandbox=True"):
+        connect(KEY, URL, sandbox_options={"records": 5})
+
+
+def test_a_rate_limited_answer_waits_for_retry_after_not_the_budget_headers(fake):
+    clock = Clock()
+    session = connect(KEY, URL, http=fake.session(), sleep=clock.sleep, clock=clock)
+    fake.script.append(
+        (
+            429,
+            b"",
+            {
+                "Retry-After": "2",
+                "X-Orl-Requests-Remaining": "0",
+                "X-Orl-Remaining-Timeframe": "40",
+            },
+        )
+    )
+    assert session.call("CandidateService.getDetail", "1") == {"uid": "1"}
+    assert clock.sleeps == [2.0]

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 import urllib3
-from fake_ows import KEY, URL, FakeOWS, Fault
+from fake_ows import KEY, URL, Clock, FakeOWS, Fault
 
 from otyspd.errors import (
     AccessDenied,
@@ -37,21 +37,6 @@ from otyspd.transport import (
 GET = "Otys.Services.CandidateService.getDetail"
 ADD = "Otys.Services.CandidateService.add"
 MULTI = "Otys.Services.MultiService.execute"
-
-
-class Clock:
-    """A fake monotonic clock that only moves when something sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def make(fake: FakeOWS | None = None, *, retries: int = 4, **pacer) -> tuple:
