@@ -21,6 +21,7 @@ import html
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,9 +95,15 @@ def _last_session() -> Any:
 def _describe_error(exc: BaseException) -> str:
     """A one-paragraph, secret-free message for an error shown in a form."""
     if isinstance(exc, OtysError):
-        return str(exc)
-    # Anything else is unexpected; name its type so it can be reported.
-    return redact(f"unexpected {type(exc).__name__}: {exc}")
+        text = str(exc)
+    else:
+        # Anything else is unexpected; name its type so it can be reported.
+        text = redact(f"unexpected {type(exc).__name__}: {exc}")
+    # Reprs of low-level objects (a refused connection) carry a memory address.
+    return _ADDRESS.sub(r"<\1>", text)
+
+
+_ADDRESS = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
 
 
 def _message_html(text: str, kind: str = "info") -> str:
