@@ -1,0 +1,174 @@
+"""Conversions between JSON values, SQLite storage and the OWS wire format.
+
+Storage: strings as TEXT, integers and booleans as INTEGER, floats as REAL,
+dates as ``YYYY-MM-DD`` TEXT, datetimes as UTC epoch seconds (INTEGER) and
+collections as JSON TEXT. On the wire datetimes are ``YYYY-MM-DD HH:MM:SS`` in
+Europe/Amsterdam time, as the PHP server sends them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+from zoneinfo import ZoneInfo
+
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+ZERO_DATE = "0000-00-00"
+ZERO_DATETIME = "0000-00-00 00:00:00"
+
+_LOCAL = re.compile(
+    r"^(\d{4})[-/](\d{2})[-/](\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?$"
+)
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$"
+)
+
+
+class ValueProblem(ValueError):
+    """A value that does not fit its field; the caller names the field."""
+
+
+def _parse_instant(text: str) -> dt.datetime | None:
+    """An aware datetime from ISO-with-offset, or from Amsterdam local text; None if neither."""
+    m = _ISO.match(text)
+    if m:
+        y, mo, d, h, mi, s, tz = m.groups()
+        if tz == "Z":
+            tzinfo = dt.timezone.utc
+        else:
+            sign = 1 if tz[0] == "+" else -1
+            digits = tz[1:].replace(":", "")
+            tzinfo = dt.timezone(
+                sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+            )
+        return dt.datetime(
+            int(y), int(mo), int(d), int(h), int(mi), int(s or 0), tzinfo=tzinfo
+        )
+    m = _LOCAL.match(text)
+    if m:
+        y, mo, d, h, mi, s = m.groups()
+        return dt.datetime(
+            int(y),
+            int(mo),
+            int(d),
+            int(h or 0),
+            int(mi or 0),
+            int(s or 0),
+            tzinfo=AMSTERDAM,
+        )
+    return None
+
+
+def to_epoch(value: Any) -> int | None:
+    """A datetime value as UTC epoch seconds (None for empty, zero dates included)."""
+    if value is None or value == "" or value in (ZERO_DATE, ZERO_DATETIME):
+        return None
+    if not isinstance(value, str):
+        raise ValueProblem(
+            f"expected a datetime string 'YYYY-MM-DD HH:MM:SS', got {value!r}"
+        )
+    try:
+        instant = _parse_instant(value.strip())
+    except ValueError as exc:
+        raise ValueProblem(f"{value!r} is not a valid datetime ({exc})") from None
+    if instant is None:
+        raise ValueProblem(
+            f"{value!r} is not a datetime; use 'YYYY-MM-DD HH:MM:SS' (Europe/Amsterdam) "
+            "or ISO UTC like '2025-07-31T22:00:00.000Z'"
+        )
+    return int(instant.timestamp())
+
+
+def to_date(value: Any) -> str | None:
+    """A date value as ``YYYY-MM-DD`` (ISO instants are taken in Amsterdam time)."""
+    if value is None or value == "" or value in (ZERO_DATE, ZERO_DATETIME):
+        return None
+    if not isinstance(value, str):
+        raise ValueProblem(f"expected a date string 'YYYY-MM-DD', got {value!r}")
+    try:
+        instant = _parse_instant(value.strip())
+    except ValueError as exc:
+        raise ValueProblem(f"{value!r} is not a valid date ({exc})") from None
+    if instant is None:
+        raise ValueProblem(f"{value!r} is not a date; use 'YYYY-MM-DD'")
+    return instant.astimezone(AMSTERDAM).date().isoformat()
+
+
+def format_epoch(value: int | None) -> str | None:
+    """UTC epoch seconds as Amsterdam wall-clock text."""
+    if value is None:
+        return None
+    return dt.datetime.fromtimestamp(value, AMSTERDAM).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def to_bool(value: Any) -> int | None:
+    """true/false, 1/0, "1"/"0", "true"/"false" as 1/0."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value in (0, 1):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "0", "true", "false"):
+        return int(value.strip().lower() in ("1", "true"))
+    raise ValueProblem(f"expected a boolean (true/false, 1/0), got {value!r}")
+
+
+def to_int(value: Any) -> int | None:
+    """An integer, or a string of digits (PHP accepts both)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueProblem(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    raise ValueProblem(f"expected an integer, got {value!r}")
+
+
+def to_float(value: Any) -> float | None:
+    """A number, or a numeric string."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueProblem(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ValueProblem(f"expected a number, got {value!r}")
+
+
+def to_text(value: Any) -> str | None:
+    """A string; integers are accepted and turned into text (PHP does the same)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ValueProblem(f"expected a string, got {value!r}")
+
+
+def to_storage(type_: str, value: Any) -> Any:
+    """Convert a JSON value for a scalar field of ``type_`` to its stored form."""
+    if type_ in ("string", "text"):
+        return to_text(value)
+    if type_ == "integer":
+        return to_int(value)
+    if type_ == "float":
+        return to_float(value)
+    if type_ == "boolean":
+        return to_bool(value)
+    if type_ == "date":
+        return to_date(value)
+    if type_ == "datetime":
+        return to_epoch(value)
+    raise ValueProblem(f"cannot store a value of type {type_}")
