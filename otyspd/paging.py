@@ -26,6 +26,7 @@ loses no row and presents no partial result as complete:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -502,7 +503,7 @@ class _Pager:
             and uids[0] not in self.seen
         ):
             # the anchor is not first: records before it were removed, rows slid back
-            self._recover(offset)
+            self._recover(offset, uids[0])
         fresh = []
         for uid, row in zip(uids, rows, strict=True):
             if uid in self.seen:
@@ -514,11 +515,15 @@ class _Pager:
             fresh.append(row)
         self._hand_over(fresh)
 
-    def _recover(self, offset: int) -> None:
-        """Read the rows just before ``offset`` again and keep those not seen yet."""
+    def _recover(self, offset: int, first: str) -> None:
+        """Read the rows around ``offset`` again; keep the unseen ones before ``first``.
+
+        The window reaches past the page's start, because the data may have
+        moved again since the page was served.
+        """
         size = self.stats.page_size
-        start = max(0, offset - size)
-        args = _page_call(self.plan, start, offset - start)
+        start = max(0, offset - size // 2)
+        args = _page_call(self.plan, start, size)
         rows, total = _parse_page(self.session.call(args[0], *args[1]), start)
         self.stats.requests += 1
         if total is not None:
@@ -532,10 +537,15 @@ class _Pager:
             return
         fresh = []
         for uid, row in zip(uids[last + 1 :], rows[last + 1 :], strict=True):
+            if uid == first:
+                break
             if uid not in self.seen:
                 self.seen.add(uid)
                 self.recent.append(uid)
                 fresh.append(row)
+        else:
+            # the page's first row was not reached: rows beyond the window may be missing
+            self.stats.gaps += 1
         self.stats.repaired += len(fresh)
         self._hand_over(fresh)
 
@@ -574,8 +584,10 @@ class _Reader:
 
     def chunks(self, rows_per_chunk: int) -> Iterator[pd.DataFrame]:
         """Yield typed frames of about ``rows_per_chunk`` rows, in server order."""
+        # the pager thread runs in the caller's context: the content language goes along
+        context = contextvars.copy_context()
         thread = threading.Thread(
-            target=self.pager.run, name="otyspd-pager", daemon=True
+            target=context.run, args=(self.pager.run,), name="otyspd-pager", daemon=True
         )
         thread.start()
         bar = progress_bar(self.plan.progress, total=None, desc=f"{self.plan.service}")

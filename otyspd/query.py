@@ -38,6 +38,7 @@ __all__ = [
     "compile_sort",
     "json_value",
     "normalize_what",
+    "parse_where",
     "paths_from_what",
     "what_from_paths",
 ]
@@ -553,3 +554,93 @@ def check_paths(
         raise InvalidInput(
             f"{where}: fields rejected by the service's field definitions", problems
         )
+
+
+# ---- the command line's --where -------------------------------------------------
+
+_WHERE_OPS = ("!~", ">=", "<=", "!=", "=", ">", "<", "~")
+
+
+def parse_where(text: str) -> Condition | None:
+    """Parse the command line's ``--where`` into a condition.
+
+    Clauses are joined by commas (AND). Each is ``field OP value`` with OP one
+    of ``=  !=  >  >=  <  <=`` or ``~`` (LIKE, ``%`` any text) and ``!~``
+    (NOT LIKE). ``field=a|b`` means one of several values; ``field=true`` and
+    ``field=false`` test a boolean. A value of digits without a leading zero
+    is sent as a number; anything else, or a value in quotes, as text.
+
+    >>> parse_where("statusId=3,Person.emailPrimary~%@example.com").to_ows()["type"]
+    'AND'
+    """
+    if not isinstance(text, str) or not text.strip():
+        return None
+    parts: list[Condition] = []
+    for clause in _split_clauses(text):
+        op = next((o for o in _WHERE_OPS if o in clause), None)
+        if op is None:
+            raise InvalidInput(
+                f"--where: {clause!r} has no operator; write e.g. statusId=3, "
+                "entryDateTime>=2024-01-01 or Person.emailPrimary~%@example.com"
+            )
+        field, _, raw = clause.partition(op)
+        f = F(field.strip())
+        raw = raw.strip()
+        if op in ("~", "!~"):
+            pattern = _unquote(raw)
+            parts.append(f.like(pattern) if op == "~" else f.not_like(pattern))
+        elif op == "=" and raw.lower() in ("true", "false"):
+            parts.append(f.is_true() if raw.lower() == "true" else f.is_false())
+        elif op in ("=", "!=") and "|" in raw and raw[:1] not in "'\"":
+            found = f.isin([_where_value(v) for v in raw.split("|")])
+            parts.append(found if op == "=" else ~found)
+        else:
+            value = _where_value(raw)
+            parts.append(
+                {
+                    "=": f == value,
+                    "!=": f != value,
+                    ">": f > value,
+                    ">=": f >= value,
+                    "<": f < value,
+                    "<=": f <= value,
+                }[op]
+            )
+    return parts[0] if len(parts) == 1 else Condition("AND", items=tuple(parts))
+
+
+def _split_clauses(text: str) -> list[str]:
+    clauses, current, quote = [], [], None
+    for ch in text:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ",":
+            clauses.append("".join(current).strip())
+            current = []
+            continue
+        current.append(ch)
+    if quote:
+        raise InvalidInput(f"--where: an unclosed quote in {text!r}")
+    clauses.append("".join(current).strip())
+    empty = [i for i, c in enumerate(clauses) if not c]
+    if empty:
+        raise InvalidInput(f"--where: an empty clause in {text!r}")
+    return clauses
+
+
+def _unquote(raw: str) -> str:
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        return raw[1:-1]
+    return raw
+
+
+def _where_value(raw: str) -> Any:
+    raw = raw.strip()
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        return raw[1:-1]
+    digits = raw.lstrip("-")
+    if digits.isdigit() and (digits == "0" or not digits.startswith("0")):
+        return int(raw)
+    return raw

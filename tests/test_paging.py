@@ -395,3 +395,145 @@ def test_module_level_read_list_uses_the_last_session(monkeypatch):
     server = ListServer(20)
     monkeypatch.setattr(session_module, "_last_session", server)
     assert len(otyspd.read_list("Candidate", WHAT, otyspd.F("statusId") == 1)) == 20
+
+
+# ---- against the sandbox ------------------------------------------------------------
+
+sandbox = pytest.importorskip("otyspd.sandbox")
+
+FIELDS = ["Person.lastName", "statusId", "entryDateTime", "Person.birthdate"]
+
+
+@pytest.fixture
+def srv():
+    with sandbox.serve(port=0, records=1000, seed=3, rate_limit=None) as server:
+        yield server
+
+
+def connect(server, **options):
+    import otyspd
+
+    return otyspd.connect(
+        server.api_key,
+        server.url,
+        username=server.username,
+        password=server.password,
+        backoff=0.0,
+        **options,
+    )
+
+
+def all_uids(session):
+    return set(session.read_list("Candidate", ["uid"], labels=False).index)
+
+
+def test_sandbox_read_is_complete_typed_and_labelled(srv):
+    session = connect(srv)
+    before = srv.stats["requests"]
+    df = session.read_list("Candidate", FIELDS, page_size=250)
+    assert len(df) == 1000 and df.index.is_unique
+    assert (
+        srv.stats["requests"] - before <= 3
+    )  # first page, one batch (options ride along)
+    assert isinstance(df["statusId"].dtype, pd.CategoricalDtype)
+    assert str(df["entryDateTime"].dtype) == "datetime64[ns, Europe/Amsterdam]"
+    uid = df.index[7]
+    stored = srv.get("CandidateService", uid)
+    assert df.loc[uid, "Person.lastName"] == stored["Person"]["lastName"]
+    with session.language("en"):
+        en = session.read_list("Candidate", ["statusId"], limit=50)
+    assert set(en["statusId"].dropna()) <= {
+        "New",
+        "Active",
+        "Proposed",
+        "Placed",
+        "Unavailable",
+        "Archive",
+    }
+    row = session.read_detail("Candidate", uid, FIELDS)
+    assert row.name == uid and row["Person.lastName"] == df.loc[uid, "Person.lastName"]
+
+
+def test_sandbox_condition_and_sort_reach_the_server(srv):
+    from otyspd import F
+
+    session = connect(srv)
+    df = session.read_list(
+        "Candidate",
+        ["statusId", "entryDateTime"],
+        F("statusId").isin([1, 2]),
+        sort=["-entryDateTime"],
+        labels=False,
+    )
+    assert set(df["statusId"]) <= {1, 2} and len(df) > 0
+    assert df["entryDateTime"].is_monotonic_decreasing
+    with pytest.raises(InvalidInput, match="not a field"):
+        session.read_list("Candidate", ["nope"])
+
+
+def test_sandbox_churn_loses_nothing_silently(srv):
+    session = connect(srv)
+    before = all_uids(session)
+    srv.configure(churn={"add": 3, "change": 3, "delete": 3})
+    with pytest.warns(
+        DriftWarning, match=r"total 1000 at the start and \d+ at the end"
+    ) as caught:
+        df = session.read_list("Candidate", FIELDS, page_size=100, batch=2)
+    srv.configure(churn=None)
+    after = all_uids(session)
+    assert df.index.is_unique
+    assert (before & after) - set(df.index) == set()
+    assert "repeated uid" in str(caught[0].message)
+
+
+def test_sandbox_a_failing_page_raises_incomplete_read_and_resume_completes(srv):
+    session = connect(srv, retries=1)
+    real = session.multi
+    state = {"n": 0}
+
+    def breaking(calls, **kw):
+        state["n"] += 1
+        if state["n"] == 3:
+            srv.configure(fault_rate=1.0)
+        return real(calls, **kw)
+
+    session.multi = breaking
+    with pytest.raises(IncompleteRead) as info:
+        session.read_list("Candidate", FIELDS, page_size=100, batch=1, page_retries=1)
+    err = info.value
+    assert err.expected == 1000 and err.resume_offset == len(err.partial) == 199
+    srv.configure(fault_rate=0.0)
+    session.multi = real
+    rest = session.read_list("Candidate", FIELDS, offset=err.resume_offset)
+    whole = pd.concat([err.partial, rest])
+    assert len(whole) == 1000 and whole.index.is_unique
+
+
+def test_sandbox_session_expiry_mid_read_is_recovered(srv):
+    srv.configure(expire_after_calls=3)
+    session = connect(srv)
+    df = session.read_list("Candidate", FIELDS, page_size=100, batch=2)
+    assert len(df) == 1000 and df.index.is_unique
+    assert srv.stats["logins"] >= 3
+
+
+def test_sandbox_tight_rate_limit_is_waited_out(srv):
+    srv.configure(rate_limit=3, rate_window=0.5)
+    session = connect(srv)
+    df = session.read_list(
+        "Candidate", ["statusId"], page_size=200, batch=1, labels=False
+    )
+    assert len(df) == 1000
+
+
+def test_sandbox_export_and_module_level_read(srv, tmp_path, monkeypatch):
+    import otyspd
+
+    session = connect(srv)
+    info = session.export(
+        "Candidate", FIELDS, otyspd.F("statusId") == 2, path=tmp_path / "c.parquet"
+    )
+    back = pd.read_parquet(tmp_path / "c.parquet")
+    assert info["rows"] == len(back) > 0
+    assert back["uid"].is_unique
+    assert len(otyspd.read_list("Candidate", ["uid"], {"statusId": 2})) == len(back)

@@ -257,3 +257,30 @@ def test_field_definitions_reject_unknown_and_unusable_fields_early():
         compile_sort(["notes"], DEFS)
     assert normalize_what(["Person.firstName"], DEFS) == ["uid", "Person.firstName"]
     assert compile_condition(F("statusId") == 3, DEFS)["op"] == "EQ"
+
+
+def test_where_syntax_of_the_command_line():
+    from otyspd.query import parse_where
+
+    tree = parse_where(
+        "statusId=3,Person.emailPrimary~%@example.com,entryDateTime>=2024-01-01"
+    )
+    assert tree.to_ows() == {
+        "type": "AND",
+        "items": [
+            cond("statusId", "EQ", 3),
+            cond("Person.emailPrimary", "LIKE", "%@example.com"),
+            cond("entryDateTime", "GE", "2024-01-01"),
+        ],
+    }
+    assert parse_where("zip=0123").to_ows() == cond("zip", "EQ", "0123")
+    assert parse_where("name='a,b'").to_ows() == cond("name", "EQ", "a,b")
+    assert parse_where("statusId=1|2").to_ows() == cond("statusId", "EQ", [1, 2])
+    assert parse_where("statusId!=1|2").to_ows()["type"] == "AND"
+    assert parse_where("willRelocate=true").to_ows() == cond("willRelocate", "T")
+    assert parse_where("a!~x%").to_ows() == cond("a", "NLIKE", "x%")
+    assert parse_where("n<=-5").to_ows() == cond("n", "LE", -5)
+    assert parse_where("") is None
+    for bad in ("statusId", "a=1,,b=2", "a='x"):
+        with pytest.raises(InvalidInput, match="--where"):
+            parse_where(bad)
