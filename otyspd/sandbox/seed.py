@@ -627,6 +627,8 @@ def _merges(
         )
     ordered = sorted(ghosts)
     if len(ordered) >= 2:
+        # Always at least one chain: the first ghost merged into the second.
+        target[ordered[0]] = ordered[1]
         # uid/internalId wins over personalNr: give one ghost the other's internalId as personalNr.
         people[ordered[1]]["personalNr"] = str(ordered[0])
     merges = []

@@ -127,6 +127,7 @@ class Sandbox:
         self.url = f"{self.base_url}/jservice.php"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
             name=f"otyspd-sandbox-{self.port}",
             daemon=True,
         )
