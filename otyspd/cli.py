@@ -1,6 +1,7 @@
 """The ``otyspd`` command.
 
     otyspd sandbox --port 8765 --api-key demo-key      run a local OWS simulator
+    otyspd export Candidate --what Person.lastName,statusId --where statusId=3 -o out.parquet
 
 Each subcommand is a ``_add_<name>`` function that declares its arguments and
 a ``_run_<name>`` function that carries it out; :func:`main` wires them up.
@@ -105,8 +106,120 @@ def _run_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="stream a list to a .parquet, .csv or .jsonl file",
+        description=(
+            "Read a whole list page by page and write it to a file, with memory that "
+            "does not grow with the number of rows. Connects with OTYS_API_KEY and "
+            "OTYS_URL, or to a local sandbox with --sandbox. The file appears only "
+            "when the export is complete."
+        ),
+        epilog=(
+            "--where: clauses joined by commas (AND), each 'field OP value' with OP one "
+            "of = != > >= < <= ~ (LIKE, %% is any text) !~ (NOT LIKE). 'a=1|2' is one "
+            "of several values, 'a=true' tests a boolean; digits without a leading "
+            "zero are numbers, anything else (or a quoted value) is text. Example: "
+            "--where 'statusId=3,Person.emailPrimary~%%@example.com'"
+        ),
+    )
+    p.add_argument("service", help="e.g. Candidate, Vacancy or CandidateService")
+    p.add_argument(
+        "--what",
+        required=True,
+        help="comma-separated dotted fields, e.g. Person.lastName,statusId",
+    )
+    p.add_argument("--where", default=None, help="a condition; see below")
+    p.add_argument(
+        "--sort",
+        default=None,
+        help="comma-separated fields, '-' for descending: -entryDateTime",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="the file to write: .parquet, .csv or .jsonl",
+    )
+    p.add_argument(
+        "--limit", type=int, default=None, help="write at most this many rows"
+    )
+    p.add_argument(
+        "--page-size", type=int, default=200, help="rows per page (default 200)"
+    )
+    p.add_argument(
+        "--no-labels", action="store_true", help="write option ids, not labels"
+    )
+    p.add_argument("--language", default=None, help="content language, e.g. en")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="export from a local sandbox with made-up data",
+    )
+    p.add_argument(
+        "--records", type=int, default=2000, help="with --sandbox: candidates to seed"
+    )
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    import contextlib
+
+    import otyspd
+    from otyspd.query import parse_where
+
+    try:
+        condition = parse_where(args.where) if args.where else None
+        sort = (
+            [s.strip() for s in args.sort.split(",") if s.strip()]
+            if args.sort
+            else None
+        )
+        if args.sandbox:
+            session = otyspd.connect(sandbox=True, records=args.records)
+        else:
+            session = otyspd.connect()
+        with session:
+            language = (
+                session.language(args.language)
+                if args.language
+                else contextlib.nullcontext()
+            )
+            with language:
+                info = session.export(
+                    args.service,
+                    args.what,
+                    condition,
+                    path=args.output,
+                    sort=sort,
+                    limit=args.limit,
+                    labels=not args.no_labels,
+                    page_size=args.page_size,
+                )
+    except otyspd.OtysError as exc:
+        print(f"otyspd export: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {info['rows']} rows to {info['path']}")
+    return 0
+
+
+def _attach_dash_values(argv: list[str]) -> list[str]:
+    """Glue ``--sort -entryDateTime`` into ``--sort=-entryDateTime``.
+
+    argparse would take a value starting with '-' for an option of its own.
+    """
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1] == "--sort" and arg.startswith("-") and out:
+            out[-1] = f"--sort={arg}"
+            continue
+        out.append(arg)
+    return out
+
+
 # Further subcommands (e.g. ``export``) add themselves here with an _add_<name> function.
-_SUBCOMMANDS = [_add_sandbox]
+_SUBCOMMANDS = [_add_sandbox, _add_export]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,7 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in _SUBCOMMANDS:
         add(subparsers)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(
+        _attach_dash_values(list(sys.argv[1:] if argv is None else argv))
+    )
     if not getattr(args, "run", None):
         parser.print_help()
         return 2

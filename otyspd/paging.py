@@ -939,16 +939,13 @@ class _Writer:
         if self.fmt == "csv":
             flat.to_csv(self.path, mode="a", header=self.rows == 0, index=False)
         elif self.fmt == "jsonl":
+            text = flat.to_json(
+                orient="records", lines=True, date_format="iso", force_ascii=False
+            )
+            if text and not text.endswith("\n"):
+                text += "\n"
             with open(self.path, "a", encoding="utf-8") as fh:
-                flat.to_json(
-                    fh,
-                    orient="records",
-                    lines=True,
-                    date_format="iso",
-                    force_ascii=False,
-                )
-                if len(flat):
-                    fh.write("\n")
+                fh.write(text if len(flat) else "")
         else:
             self._write_parquet(flat)
         self.rows += len(flat)

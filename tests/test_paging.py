@@ -537,3 +537,42 @@ def test_sandbox_export_and_module_level_read(srv, tmp_path, monkeypatch):
     assert info["rows"] == len(back) > 0
     assert back["uid"].is_unique
     assert len(otyspd.read_list("Candidate", ["uid"], {"statusId": 2})) == len(back)
+
+
+def test_cli_export_writes_the_file(tmp_path, capsys):
+    from otyspd.cli import main
+
+    out = tmp_path / "c.jsonl"
+    argv = [
+        "export",
+        "Candidate",
+        "--sandbox",
+        "--records",
+        "250",
+        "--what",
+        "Person.lastName,statusId",
+    ]
+    argv += ["--where", "statusId=1|2", "--sort", "-entryDateTime", "-o", str(out)]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and {r["statusId"] for r in rows} <= {"Nieuw", "Actief"}
+    assert f"wrote {len(rows)} rows" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "export",
+                "Candidate",
+                "--sandbox",
+                "--records",
+                "50",
+                "--what",
+                "x",
+                "--where",
+                "nope",
+                "-o",
+                str(out),
+            ]
+        )
+        == 1
+    )
+    assert "no operator" in capsys.readouterr().err
