@@ -174,6 +174,18 @@ class _Form:
                 button.disabled = was
 
 
+def _ignored(button: w.Button | None) -> bool:
+    """Drop a click on a disabled button, as the browser does.
+
+    ``button.click()`` from code, or a click queued while the kernel was busy,
+    would otherwise run an action that is not available (applying twice).
+    """
+    if button is not None and button.disabled:
+        logger.debug("ignored a click on the disabled button %r", button.description)
+        return True
+    return False
+
+
 class _Run:
     """The outcome of one busy block."""
 
@@ -256,6 +268,8 @@ class ConnectForm(_Form):
             box.disabled = self.sandbox.value
 
     def _connect_clicked(self, button: w.Button | None = None) -> None:
+        if _ignored(button):
+            return
         self._say("Connecting ...")
         with self._busy(self.connect_button):
             try:
@@ -623,6 +637,8 @@ class Explorer(_Form):
     # ---- the buttons
 
     def _preview_clicked(self, button: w.Button | None = None) -> None:
+        if _ignored(button):
+            return
         with self._busy(self.preview_button, self.load_button):
             request = self._request()
             self._say("Reading a preview ...")
@@ -637,6 +653,8 @@ class Explorer(_Form):
             )
 
     def _load_clicked(self, button: w.Button | None = None) -> None:
+        if _ignored(button):
+            return
         with self._busy(self.preview_button, self.load_button):
             request = self._request()
             self._say("Reading all rows ...")
@@ -777,8 +795,8 @@ class ReviewPanel(_Form):
             ]
         )
 
-        self.all_button.on_click(lambda _: self._tick_all(True))
-        self.none_button.on_click(lambda _: self._tick_all(False))
+        self.all_button.on_click(lambda button: self._tick_all(button, True))
+        self.none_button.on_click(lambda button: self._tick_all(button, False))
         self.apply_button.on_click(self._apply_clicked)
         self.undo_button.on_click(self._undo_clicked)
         self._plan(original, edited, options)
@@ -877,7 +895,9 @@ class ReviewPanel(_Form):
                 [f"{uid} / {field}" for uid, field in missing],
             )
 
-    def _tick_all(self, value: bool) -> None:
+    def _tick_all(self, button: w.Button | None, value: bool) -> None:
+        if _ignored(button):
+            return
         for _, _, box in self._planned_rows():
             box.value = value
 
@@ -901,6 +921,8 @@ class ReviewPanel(_Form):
     # ---- applying and undoing
 
     def _apply_clicked(self, button: w.Button | None = None) -> None:
+        if _ignored(button):
+            return
         controls = (self.apply_button, self.all_button, self.none_button)
         with self._busy(*controls) as run:
             excluded = self.excluded
@@ -918,6 +940,8 @@ class ReviewPanel(_Form):
             self.undo_button.disabled = False
 
     def _undo_clicked(self, button: w.Button | None = None) -> None:
+        if _ignored(button):
+            return
         with self._busy(self.undo_button) as run:
             self._say("Undoing ...")
             with self.output:

@@ -7,15 +7,19 @@ against a real sandbox on 127.0.0.1 and check what reached the server.
 
 from __future__ import annotations
 
+import json
+import socket
 import warnings
 from typing import Any
 
 import pandas as pd
 import pytest
 
+import otyspd
 from otyspd import session as session_module
 from otyspd import widgets
-from otyspd.errors import AccessDenied, InvalidInput
+from otyspd.errors import AccessDenied, InvalidInput, TransportError
+from otyspd.query import F
 from otyspd.schema import FieldDef
 
 KEY = "k3y-that-must-never-show-up"
@@ -105,6 +109,24 @@ def test_connect_form_shows_a_bad_key_as_a_message_and_wipes_it(fake_connect):
     assert "Invalid API key" in form.message_text
     assert "color: #b42318" in form.message.value
     assert "Traceback" not in form.message_text
+
+
+def test_connect_form_message_holds_no_memory_address(monkeypatch):
+    def connect(**kwargs):
+        raise TransportError(
+            "loginByUid: the connection failed (<urllib3.connection.HTTPConnection "
+            "object at 0x7f3a2c1d9e80>: Failed to establish a new connection)"
+        )
+
+    monkeypatch.setattr(session_module, "connect", connect)
+    form = widgets.connect_form(url="http://127.0.0.1:9/jservice.php")
+    form.key.value = KEY
+    form.connect_button.click()
+
+    assert form.message_text == (
+        "loginByUid: the connection failed (<urllib3.connection.HTTPConnection>: "
+        "Failed to establish a new connection)"
+    )
 
 
 def test_connect_form_asks_for_a_key_before_connecting(fake_connect):
@@ -357,12 +379,18 @@ def test_review_applies_without_the_excluded_change_then_undoes():
     assert not panel.undo_button.disabled
     assert repr(panel) == "ReviewPanel(CandidateService, applied)"
 
+    first_report = panel.report
+    panel.apply_button.click()  # disabled: a second apply does nothing
+    assert panel.report is first_report
     panel.undo_button.click()
     assert store[("1", "Person.lastName")] == "Jansen"
     assert store[("1", "statusId")] == "2"
     assert pd.isna(store[("2", "Person.lastName")])
     assert panel.message_text == "Undone: written 2."
     assert panel.undo_button.disabled
+    first_undo = panel.undo_report
+    panel.undo_button.click()
+    assert panel.undo_report is first_undo
 
 
 def test_review_keeps_apply_available_when_applying_fails():
@@ -388,6 +416,9 @@ def test_review_shows_an_invalid_edit_as_a_message():
     assert panel.plan is None
     assert "no option 'Hired'" in panel.message_text
     assert panel.apply_button.disabled and panel.none_button.disabled
+    panel.apply_button.click()
+    panel.none_button.click()
+    assert "no option 'Hired'" in panel.message_text and panel.report is None
 
 
 def test_review_of_an_edit_without_changes_has_nothing_to_apply():
@@ -439,3 +470,178 @@ def test_review_refuses_to_exclude_a_change_that_is_not_planned():
     with pytest.raises(InvalidInput, match="no planned change") as caught:
         panel.exclude(("9", "statusId"))
     assert "9 / statusId" in str(caught.value)
+
+
+# ---- against a real sandbox --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def srv():
+    from otyspd.sandbox import serve
+
+    with serve(records=200, rate_limit=None) as server:
+        yield server
+
+
+@pytest.fixture
+def session(srv):
+    opened = otyspd.connect(
+        api_key=srv.api_key, url=srv.url, username=srv.username, password=srv.password
+    )
+    yield opened
+    opened.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _all_state(widget: Any) -> str:
+    """Everything a saved notebook would hold of a widget tree, as one text."""
+    parts = [json.dumps(widget.get_state(), default=str)]
+    for child in getattr(widget, "children", ()):
+        parts.append(_all_state(child))
+    return "\n".join(parts)
+
+
+def test_connect_form_connects_to_the_sandbox_and_keeps_no_key(srv):
+    form = widgets.connect_form(url=srv.url)
+    form.key.value = srv.api_key
+    form.username.value = srv.username
+    form.password.value = srv.password
+    form.connect_button.click()
+    try:
+        assert form.session is not None
+        assert session_module._last_session is form.session
+        assert form.session.check()["username"] == form.session.user["username"]
+        user = form.session.user
+        assert (
+            form.message_text == f"Connected to {user['client']} as {user['username']}."
+        )
+
+        token = form.session._transport.token
+        assert form.key.value == "" and form.password.value == ""
+        shown = [
+            repr(form),
+            repr(form.widget),
+            _all_state(form.widget),
+            form.message.value,
+        ]
+        for text in shown:
+            assert srv.api_key not in text
+            assert srv.password not in text
+            assert token not in text
+            assert " at 0x" not in text
+    finally:
+        form.session.close()
+
+
+def test_connect_form_shows_a_wrong_key_as_a_message(srv):
+    form = widgets.connect_form(url=srv.url)
+    form.key.value = "not-the-sandbox-key"
+    form.connect_button.click()
+
+    assert form.session is None
+    assert form.key.value == ""
+    assert form.message_text.startswith("OWS error")
+    assert "not-the-sandbox-key" not in form.message.value
+    assert "Traceback" not in form.message_text
+    assert not form.connect_button.disabled
+
+
+def test_connect_form_shows_an_unreachable_server_as_a_message():
+    url = f"http://127.0.0.1:{_closed_port()}/jservice.php"
+    form = widgets.connect_form(url=url, retries=0, timeout=5)
+    form.key.value = KEY
+    form.connect_button.click()
+
+    assert form.session is None
+    assert form.key.value == ""
+    assert "127.0.0.1" in form.message_text
+    assert KEY not in form.message.value
+    assert "Traceback" not in form.message_text
+
+
+def test_explorer_previews_and_loads_what_read_list_reads(session):
+    condition_value = 2
+    ex = widgets.explorer(session)
+    assert "Person.lastName" in ex.fields.options
+    ex.fields.value = ("Person.lastName", "statusId")
+    ex.add_row("statusId", "==", str(condition_value))
+    ex.add_row("Person.lastName", "not like", "")  # blank value: the row is incomplete
+    ex.rows[1].remove_button.click()
+    ex.sort_field.value = "Person.lastName"
+    ex.sort_order.value = "desc"
+
+    ex.preview_button.click()
+    expected_page = session.read_list(
+        "Candidate",
+        ["Person.lastName", "statusId"],
+        F("statusId") == condition_value,
+        sort=["-Person.lastName"],
+        limit=20,
+    )
+    assert ex.message_text == f"Preview: the first {len(expected_page)} rows."
+    assert len(expected_page) == 20
+    pd.testing.assert_frame_equal(ex.preview_frame, expected_page)
+    shown = ex.output.outputs[0]["data"]["text/plain"]
+    assert expected_page.index[0] in shown
+
+    ex.load_button.click()
+    expected = session.read_list(
+        "Candidate", ["Person.lastName", "statusId"], F("statusId") == condition_value
+    )
+    assert 20 < len(expected) < 200
+    assert len(ex.frame) == len(expected)
+    assert sorted(ex.frame.index) == sorted(expected.index)
+    assert (
+        ex.message_text == f"Loaded {len(expected)} rows; the frame is explorer.frame."
+    )
+    assert repr(ex) == f"Explorer(CandidateService, frame of {len(expected)} rows)"
+
+
+def test_explorer_shows_a_field_the_server_rejects_as_a_message(session):
+    ex = widgets.explorer(session)
+    ex.extra_fields.value = "Person.noSuchField"
+    ex.preview_button.click()
+
+    assert ex.preview_frame is None
+    assert "Person.noSuchField" in ex.message_text
+
+
+def test_review_applies_all_but_the_excluded_change_and_undo_restores(srv, session):
+    original = session.read_list(
+        "Candidate", ["Person.firstName", "Person.lastName"], limit=3, sort=["uid"]
+    )
+    a, b, c = original.index
+    edited = original.copy()
+    edited.loc[a, "Person.lastName"] = "Widgetson"
+    edited.loc[b, "Person.lastName"] = "Leftout"
+    edited.loc[c, "Person.firstName"] = "Reviewa"
+    before = {uid: srv.get("CandidateService", uid)["Person"] for uid in (a, b, c)}
+
+    panel = widgets.review(session, "Candidate", original, edited)
+    assert panel.counts_text == (
+        "3 changes planned in 3 records: 3 to write in 3 records, 0 left out."
+    )
+    panel.exclude((b, "Person.lastName"))
+    assert panel.counts_text.endswith("2 to write in 2 records, 1 left out.")
+    panel.apply_button.click()
+
+    assert panel.report.counts == {"written": 2, "skipped": 1}
+    assert panel.message_text == "Written: written 2, skipped 1."
+    assert srv.get("CandidateService", a)["Person"]["lastName"] == "Widgetson"
+    assert srv.get("CandidateService", b)["Person"]["lastName"] == before[b]["lastName"]
+    assert srv.get("CandidateService", c)["Person"]["firstName"] == "Reviewa"
+    assert panel.apply_button.disabled and not panel.undo_button.disabled
+
+    panel.undo_button.click()
+    assert panel.undo_report.counts == {"written": 2}
+    assert panel.message_text == "Undone: written 2."
+    for uid in (a, b, c):
+        person = srv.get("CandidateService", uid)["Person"]
+        assert person["lastName"] == before[uid]["lastName"]
+        assert person["firstName"] == before[uid]["firstName"]
+    assert panel.undo_button.disabled
