@@ -65,7 +65,9 @@ Quirks reproduced
   error; the default is nl. Vacancy titles and text fields have one value per
   language, with no fallback (a missing translation reads as null). Option
   labels follow the language and fall back to English, then Dutch.
-- Params sent as a JSON object (a PHP habit) are taken in order.
+- Params sent as a JSON object (a PHP habit): numbered keys give the positional
+  params in order, the other keys together form one object after them
+  (``{"0": token, "what": {...}}`` is ``[token, {"what": {...}}]``).
 
 Lists
 -----

@@ -29,7 +29,14 @@ from ..schema import FieldDef
 from . import values
 from .schema import DEFAULT_LANGUAGE, SERVICES
 from .seed import churn, seed_store
-from .services import LOGIN_AGAIN, LOGIN_FIRST, Dispatcher, is_write, short_method
+from .services import (
+    LOGIN_AGAIN,
+    LOGIN_FIRST,
+    Dispatcher,
+    is_write,
+    object_params,
+    short_method,
+)
 from .store import CODE_ACCESS, Fault, Store, simulated
 
 log = logging.getLogger(__name__)
@@ -389,7 +396,7 @@ def _token_of(request: Any) -> Any:
         return None
     params = request.get("params")
     if isinstance(params, dict):
-        params = list(params.values())
+        params = object_params(params)
     if not isinstance(params, list) or not params:
         return None
     method = (

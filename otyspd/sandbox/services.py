@@ -73,6 +73,17 @@ def short_method(method: Any) -> str:
     return method[len(PREFIX) :] if method.startswith(PREFIX) else method
 
 
+def object_params(params: dict) -> list:
+    """Params a PHP client sent as an object: numbered keys in order, then the rest as one object.
+
+    ``{"0": token, "what": {...}}`` (an associative array with the session
+    prepended) becomes ``[token, {"what": {...}}]``.
+    """
+    numbered = sorted((int(k), v) for k, v in params.items() if str(k).isdigit())
+    named = {k: v for k, v in params.items() if not str(k).isdigit()}
+    return [v for _, v in numbered] + ([named] if named else [])
+
+
 def is_write(method: str) -> bool:
     """Whether a method (short name) changes data."""
     verb = method.rpartition(".")[2]
@@ -101,8 +112,7 @@ class Dispatcher:
     def call(self, method: Any, params: Any, language: str | None = None) -> Any:
         name = short_method(method)
         if isinstance(params, dict):
-            # PHP clients sometimes send params as an object; take its values in order.
-            params = list(params.values())
+            params = object_params(params)
         if params is None:
             params = []
         if not isinstance(params, list):
