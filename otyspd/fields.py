@@ -11,7 +11,9 @@ This module reads that table with the standard library's HTML parser. The
 real page's markup is not published in machine-readable form, so reading it is
 best effort: headers are matched loosely (case, spacing, punctuation), booleans
 may be ``yes``/``no``, ``1``/``0``, ``true``/``false``, check marks or checkbox
-inputs, and nested fields may be given by dotted name or by a row level. When
+inputs, and nested fields may be given by dotted name or by a row level. A
+field is taken as multilingual from a column of that name or, lacking one, from
+a comment that opens with "Multilingual". When
 the page cannot be read, :func:`fields_frame` raises a clear error and
 :func:`field_defs` answers None, so that reading and writing fall back to
 inferring types from the data.
@@ -337,6 +339,11 @@ def _read_rows(rows: list[_Row], columns: dict[int, str]) -> dict[str, FieldDef]
                 attrs[key] = cell.value if cell else ""
             else:
                 attrs[key] = _flag(cell, f"row {number} ({name}), column {key}")
+        if "multilingual" not in attrs:
+            # Without a column of its own, a comment opening "Multilingual" says so.
+            attrs["multilingual"] = (
+                attrs.get("comment", "").lower().startswith("multilingual")
+            )
         defs[name] = FieldDef(**attrs)
     return defs
 

@@ -30,17 +30,20 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import requests
 
+from . import frames
 from .errors import (
     AccessDenied,
     FileTransferError,
     InvalidInput,
     NotFound,
+    OtysError,
     ProtocolError,
     abbreviate,
 )
@@ -535,15 +538,22 @@ def _list_rows(page: Any) -> list[dict]:
 
 
 def _documents_frame(rows: list[dict]) -> pd.DataFrame:
+    """Type the dossier rows: ids as strings, the rest as the reading path infers them."""
     columns: dict[str, None] = {"id_rec": None}
     for row in rows:
         columns.update(dict.fromkeys(row))
-    frame = pd.DataFrame({c: [r.get(c) for r in rows] for c in columns})
-    for column in frame.columns:
-        if _is_id_column(column):
-            frame[column] = pd.array(
-                [_as_str(v) for v in frame[column]], dtype="string"
-            )
+    labels = [str(r.get("uid", i)) for i, r in enumerate(rows)]
+    frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
+    for column in columns:
+        values = [r.get(column) for r in rows]
+        ftype = "string" if _is_id_column(column) else frames.infer_type(values)
+        if ftype == "string":
+            values = [None if v is None else str(v) for v in values]
+        try:
+            frame[column] = frames.convert_column(column, values, labels, ftype)
+        except OtysError:
+            # Values of mixed shapes stay as the server sent them.
+            frame[column] = pd.Series(values, dtype="object")
     return frame
 
 
@@ -747,9 +757,18 @@ def _sync_folder(folder: Path) -> None:
 
 
 def _server_filename(response: requests.Response, ouid: str) -> str:
+    """The file name of Content-Disposition (``filename*`` wins over ``filename``), made safe."""
     message = Message()
     message["Content-Disposition"] = response.headers.get("Content-Disposition", "")
-    return safe_filename(message.get_filename(), fallback=ouid)
+    plain, extended = None, None
+    for key, value in message.get_params([], header="content-disposition")[1:]:
+        if key.lower() != "filename":
+            continue
+        if isinstance(value, tuple):
+            extended = collapse_rfc2231_value(value)
+        else:
+            plain = value
+    return safe_filename(extended or plain, fallback=ouid)
 
 
 _UNSAFE = re.compile(r'[<>:"|?*]')

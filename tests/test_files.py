@@ -498,6 +498,25 @@ def test_a_name_from_the_server_never_leaves_the_folder(
     assert path.read_bytes() == PAYLOAD
 
 
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (
+            "attachment; filename=\"caf_ x.pdf\"; filename*=UTF-8''caf%C3%A9%20x.pdf",
+            "café x.pdf",
+        ),
+        ("attachment; filename*=UTF-8''..%2F..%2Fetc%2Fpasswd", "passwd"),
+        ("attachment; filename=plain.txt", "plain.txt"),
+        ("inline", "F7"),
+        ("", "F7"),
+    ],
+)
+def test_the_extended_file_name_wins_and_is_made_safe(header, expected):
+    response = requests.Response()
+    response.headers["Content-Disposition"] = header
+    assert files._server_filename(response, "F7") == expected
+
+
 def test_safe_filename_drops_nul_and_caps_the_length():
     assert files.safe_filename("a\x00b.pdf") == "ab.pdf"
     long = files.safe_filename("x" * 500 + ".pdf")
