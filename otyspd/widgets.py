@@ -85,7 +85,7 @@ MAX_SHOWN_ROWS = 60
 
 def _last_session() -> Any:
     session = getattr(session_module, "_last_session", None)
-    if session is None:
+    if session is None or getattr(session, "closed", False):
         raise InvalidInput(
             "no session yet: connect first (otyspd.connect(...) or the connect form)"
         )
@@ -694,7 +694,9 @@ def explorer(
     >>> df = ex.frame
     """
     return Explorer(
-        session or _last_session(), service=service, preview_rows=preview_rows
+        session if session is not None else _last_session(),
+        service=service,
+        preview_rows=preview_rows,
     )
 
 
@@ -969,4 +971,10 @@ def review(
     >>> panel                                  # untick, press Apply, maybe Undo
     >>> panel.report.frame
     """
-    return ReviewPanel(session or _last_session(), service, original, edited, **options)
+    return ReviewPanel(
+        session if session is not None else _last_session(),
+        service,
+        original,
+        edited,
+        **options,
+    )

@@ -538,6 +538,40 @@ def test_connect_form_connects_to_the_sandbox_and_keeps_no_key(srv):
         form.session.close()
 
 
+def test_connect_form_with_the_sandbox_ticked_starts_one(monkeypatch):
+    monkeypatch.setattr(session_module, "_last_session", None)
+    form = widgets.connect_form(sandbox=True, records=200)
+    form.connect_button.click()
+    try:
+        assert form.session.simulated
+        assert form.message_text.endswith("(simulated data).")
+        assert widgets.explorer().session is form.session
+    finally:
+        form.session.close()
+    with pytest.raises(InvalidInput, match="connect first"):
+        widgets.explorer()
+
+
+def _descendants(widget: Any) -> list:
+    children = list(getattr(widget, "children", ()))
+    return children + [d for child in children for d in _descendants(child)]
+
+
+def test_every_form_shows_its_parts_in_one_widget(session):
+    form = widgets.connect_form()
+    ex = widgets.explorer(session)
+    panel, _ = _stand_in_panel()
+    expected = {
+        form: [form.key, form.url, form.sandbox, form.connect_button, form.message],
+        ex: [ex.service, ex.fields, ex.sort_field, ex.preview_button, ex.load_button],
+        panel: [panel.changes[0], panel.apply_button, panel.undo_button, panel.output],
+    }
+    for shown, parts in expected.items():
+        inside = _descendants(shown.widget)
+        assert all(any(part is d for d in inside) for part in parts), shown
+        assert callable(shown._ipython_display_)
+
+
 def test_connect_form_shows_a_wrong_key_as_a_message(srv):
     form = widgets.connect_form(url=srv.url)
     form.key.value = "not-the-sandbox-key"
