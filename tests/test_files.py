@@ -620,3 +620,135 @@ def test_download_refuses_bad_input_before_any_request(
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+# ---- against the sandbox --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live():
+    from otyspd import connect
+    from otyspd.sandbox import serve
+
+    srv = serve(records=200, seed=3, rate_limit=None)
+    session = connect(
+        srv.api_key, srv.url, username=srv.username, password=srv.password
+    )
+    yield srv, session
+    session.close()
+    srv.stop()
+
+
+def _a_candidate(srv):
+    return srv.store.one('SELECT uid FROM "CandidateService" ORDER BY uid LIMIT 1')[0]
+
+
+def test_round_trip_upload_attach_list_and_download_gives_the_same_bytes(
+    live, tmp_path
+):
+    srv, session = live
+    candidate = _a_candidate(srv)
+    source = _write(tmp_path / "Jan Jansen CV.pdf", PAYLOAD)
+
+    info = session.upload(source)
+    item = session.attach(
+        "Candidate", candidate, info, "cv", "CV Jan Jansen", description="sent by mail"
+    )
+    docs = session.documents("candidates", candidate)
+
+    assert info["name"] == "Jan Jansen CV.pdf" and info["size"] == len(PAYLOAD)
+    row = docs[docs["id_rec"] == info["ouid"]]
+    assert len(row) == 1
+    assert row["subject"].iloc[0] == "CV Jan Jansen"
+    assert row["typeId"].iloc[0] == "1"
+    assert str(docs["id_rec"].dtype) == "string"
+    assert item in set(docs["uid"])
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    into_folder = session.download(info["ouid"], folder)
+    to_path = session.download(info["ouid"], tmp_path / "copy.pdf")
+    assert into_folder == folder / "Jan Jansen CV.pdf"
+    assert into_folder.read_bytes() == to_path.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in folder.iterdir()) == ["Jan Jansen CV.pdf"]
+
+
+def test_document_types_of_the_sandbox(live):
+    _, session = live
+    types = session.document_types()
+
+    assert "CV" in set(types["name"])
+    assert types.loc["7", "forDocuments"] == False  # noqa: E712 - a pandas boolean
+    assert str(types["forCandidates"].dtype) == "boolean"
+
+
+@pytest.mark.parametrize(
+    ("entity", "type_id", "message"),
+    [
+        ("candidate", "Gespreksnotitie", "no document type 'Gespreksnotitie'"),
+        ("candidate", "7", "not for documents"),
+        ("candidate", "Offerte", "Overig"),
+        ("vacancy", "CV", "choose one of"),
+    ],
+)
+def test_the_sandbox_types_that_do_not_fit_are_refused_before_adding(
+    live, entity, type_id, message
+):
+    srv, session = live
+    before = srv.stats["calls"]
+    with pytest.raises(InvalidInput, match=message):
+        session.attach(entity, "x", "F1", type_id, "s")
+    assert sum(
+        n for m, n in srv.stats["calls"].items() if "AttachedDocuments" in m
+    ) == sum(n for m, n in before.items() if "AttachedDocuments" in m)
+
+
+def test_the_server_refusing_a_type_or_size_is_a_file_transfer_error(live, tmp_path):
+    srv, session = live
+    with pytest.raises(FileTransferError, match="not allowed"):
+        session.upload(_write(tmp_path / "tool.exe", b"MZ\x90"))
+    srv.configure(max_upload_bytes=10)
+    try:
+        with pytest.raises(FileTransferError, match="too large"):
+            session.upload(_write(tmp_path / "a.txt", b"x" * 20))
+    finally:
+        srv.configure(max_upload_bytes=8 * 1024 * 1024)
+
+
+def test_a_server_name_with_dot_dot_stays_inside_the_folder(live, tmp_path):
+    _, session = live
+    # Upload past the client's own name cleaning, as another tool could have.
+    answer = requests.post(
+        session.file_service_url,
+        data={"sessionId": session._transport.token},
+        files={"file": ("../../etc/passwd.txt", b"root:x:0:0", "text/plain")},
+        timeout=10,
+    ).json()
+    ouid = answer["file"]["ouid"]
+
+    path = session.download(ouid, tmp_path)
+
+    assert path == tmp_path / "passwd.txt"
+    assert path.read_bytes() == b"root:x:0:0"
+    assert [p.name for p in tmp_path.iterdir()] == ["passwd.txt"]
+
+
+def test_downloading_an_unknown_file_writes_nothing(live, tmp_path):
+    _, session = live
+    with pytest.raises(NotFound, match="File not found"):
+        session.download("nosuchfile", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_download_session_logs_in_again(live, tmp_path):
+    srv, session = live
+    info = session.upload(b"hello", name="hello.txt")
+    logins = srv.stats["logins"]
+    session._transport._token = (
+        "expiredtoken0000000000000"  # as if the server forgot it
+    )
+
+    path = session.download(info["ouid"], tmp_path)
+
+    assert path.read_bytes() == b"hello"
+    assert srv.stats["logins"] == logins + 1
