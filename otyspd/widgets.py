@@ -92,6 +92,9 @@ def _last_session() -> Any:
     return session
 
 
+_ADDRESS = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
+
+
 def _describe_error(exc: BaseException) -> str:
     """A one-paragraph, secret-free message for an error shown in a form."""
     if isinstance(exc, OtysError):
@@ -101,9 +104,6 @@ def _describe_error(exc: BaseException) -> str:
         text = redact(f"unexpected {type(exc).__name__}: {exc}")
     # Reprs of low-level objects (a refused connection) carry a memory address.
     return _ADDRESS.sub(r"<\1>", text)
-
-
-_ADDRESS = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
 
 
 def _message_html(text: str, kind: str = "info") -> str:
@@ -124,16 +124,9 @@ def _frame_bundle(frame: pd.DataFrame, max_rows: int = MAX_SHOWN_ROWS) -> dict:
     }
 
 
-def _text_bundle(text: str) -> dict:
-    return {"output_type": "stream", "name": "stdout", "text": text + "\n"}
-
-
-def _show(output: w.Output, *items: pd.DataFrame | str) -> None:
-    """Replace what ``output`` shows by frames and lines of text, in order."""
-    output.outputs = tuple(
-        _frame_bundle(item) if isinstance(item, pd.DataFrame) else _text_bundle(item)
-        for item in items
-    )
+def _show(output: w.Output, frame: pd.DataFrame) -> None:
+    """Make ``output`` show ``frame`` (set directly: no kernel needed, no stray text)."""
+    output.outputs = (_frame_bundle(frame),)
 
 
 class _Form:
@@ -167,7 +160,11 @@ class _Form:
             yield run
             run.ok = True
         except Exception as exc:
-            logger.debug("form action failed: %s", _describe_error(exc))
+            # The user sees the message; a debug log keeps the trace of a surprise.
+            unexpected = not isinstance(exc, OtysError)
+            logger.debug(
+                "form action failed: %s", _describe_error(exc), exc_info=unexpected
+            )
             self._say(_describe_error(exc), "error")
         finally:
             for button, was in zip(buttons, before, strict=True):
