@@ -292,3 +292,95 @@ def test_an_internal_id_wins_over_an_equal_personal_nr_of_another_record():
         mapping = duplicates.merge_map(order)
         assert mapping.loc["102", "surviving_uid"] == "uC"
         assert mapping.loc["uA", "surviving_uid"] == "uD"
+
+
+# ---- against the sandbox --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live():
+    from otyspd import connect
+    from otyspd.sandbox import serve
+
+    srv = serve(records=200, seed=5, rate_limit=None)
+    session = connect(srv.api_key, srv.url)
+    yield srv, session
+    session.close()
+    srv.stop()
+
+
+def _chain(srv):
+    """(a, b, end, a's internalId, merges): a merged into b, and on until the survivor."""
+    a, b, a_id = srv.store.one(
+        "SELECT m1.src_uid, m1.dst_uid, m1.src_id FROM merges m1 JOIN merges m2 "
+        "ON m2.src_uid = m1.dst_uid ORDER BY m1.id LIMIT 1"
+    )
+    path = [a, b]
+    while row := srv.store.one(
+        "SELECT dst_uid FROM merges WHERE src_uid = ?", (path[-1],)
+    ):
+        path.append(row[0])
+    return a, b, path[-1], a_id, len(path) - 1
+
+
+def _calls(srv, name):
+    return sum(n for method, n in srv.stats["calls"].items() if method.endswith(name))
+
+
+def test_duplicate_info_follows_a_sandbox_chain(live):
+    srv, session = live
+    a, b, c, a_id, length = _chain(srv)
+
+    for identifier in (a, a_id, str(a_id)):
+        info = session.duplicate_info(identifier)
+        assert info.new_uid == c
+        assert info.history["oidSource"].tolist()[:2] == [a, b]
+        assert len(info.history) == length
+        assert info.history["mergeDateTime"].is_monotonic_increasing
+
+
+def test_a_live_candidate_without_merges_has_an_empty_history(live):
+    srv, session = live
+    uid = srv.store.one(
+        'SELECT uid FROM "CandidateService" WHERE "mergeHistory" IS NULL ORDER BY uid LIMIT 1'
+    )[0]
+
+    info = session.duplicate_info(uid)
+
+    assert info.history.empty and not info.merged
+    assert info.new_uid == uid
+
+
+def test_surviving_ids_against_the_sandbox_looks_each_id_up_once(live):
+    srv, session = live
+    a, b, c, a_id, length = _chain(srv)
+    before = _calls(srv, "retrieveDuplicateInfo")
+
+    frame = duplicates.surviving_ids(session, [a, b, c, "no-such-id", a, str(a_id)])
+
+    assert frame["surviving_uid"].tolist() == [c, c, c, "no-such-id", c, c]
+    assert frame["merged"].tolist() == [True, True, False, False, True, True]
+    assert frame["found"].tolist() == [True, True, True, False, True, True]
+    assert frame["chain_length"].tolist()[:3] == [length, length - 1, 0]
+    assert _calls(srv, "retrieveDuplicateInfo") - before == 5
+
+
+def test_merge_map_from_a_read_list_needs_no_further_calls(live):
+    srv, session = live
+    a, b, c, a_id, length = _chain(srv)
+    candidates = session.read_list("Candidate", ["uid", "mergeHistory"])
+    before = srv.stats["requests"]
+
+    mapping = duplicates.merge_map(candidates)
+    frame = duplicates.surviving_ids(session, [a, str(a_id), b, c], history=candidates)
+
+    assert mapping.loc[a, "surviving_uid"] == c
+    assert mapping.loc[a, "chain_length"] == length
+    assert frame["surviving_uid"].tolist() == [c, c, c, c]
+    assert srv.stats["requests"] == before
+
+
+def test_duplicate_info_of_an_unknown_id_is_not_found_on_the_sandbox(live):
+    _, session = live
+    with pytest.raises(NotFound, match="not found"):
+        session.duplicate_info("no-such-id")
