@@ -1029,6 +1029,9 @@ def _verify_batch(
             )
         elif _server_canon(cell, record) == cell.new_canon:
             cell.status = "written"
+            cell.error = (
+                f"confirmed by reading it back: the request got no answer ({why})"
+            )
         else:
             cell.status = "failed"
             cell.error = f"not applied: the request got no answer ({why})"
