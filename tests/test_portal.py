@@ -120,3 +120,30 @@ def test_the_link_is_not_logged(caplog):
 
     assert "secret-token-99" in link
     assert "secret-token-99" not in caplog.text
+
+
+def test_portal_link_against_the_sandbox_stores_the_token_for_the_page():
+    from otyspd import connect
+    from otyspd.errors import BadRequest
+    from otyspd.sandbox import serve
+
+    with serve(records=200, rate_limit=None) as srv:
+        session = connect(srv.api_key, srv.url)
+        try:
+            link = session.portal_link(
+                "wu-42", "https://portal.example.com/timesheets/7", days=3
+            )
+            token = link.rsplit("/", 1)[-1]
+            stored = srv.store.one(
+                "SELECT webuser, url FROM portal_tokens WHERE token = ?", (token,)
+            )
+            assert link.startswith(
+                "https://portal.example.com/index.php/page/ocdapp/bb/1/"
+            )
+            assert stored == ("wu-42", "https://portal.example.com/timesheets/7")
+
+            # Past the server's own limit: its refusal comes through unchanged.
+            with pytest.raises(BadRequest, match="expiration days"):
+                session.portal_link("wu-42", "https://portal.example.com/", days=4000)
+        finally:
+            session.close()
