@@ -237,3 +237,67 @@ def test_credentials_fall_back_to_the_environment(monkeypatch):
     fields.fields_frame(session, "Candidate")
 
     assert session.http.requests[0][2] == ("envuser", "envpw")
+
+
+# ---- against the sandbox --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live():
+    from otyspd import connect
+    from otyspd.sandbox import serve
+
+    srv = serve(records=200, rate_limit=None)
+    session = connect(
+        srv.api_key, srv.url, username=srv.username, password=srv.password
+    )
+    yield srv, session
+    session.close()
+    srv.stop()
+
+
+@pytest.mark.parametrize(
+    "service",
+    [
+        "CandidateService",
+        "VacancyService",
+        "RelationService",
+        "RelationContactService",
+        "UserService",
+        "DocumentTypeService",
+    ],
+)
+def test_fields_of_each_main_service_match_what_the_sandbox_declares(live, service):
+    from otyspd.sandbox.schema import SERVICES
+
+    _, session = live
+    frame = session.fields(service)
+
+    declared = {f.name: f for f in SERVICES[service].fields}
+    assert list(frame.index) == list(declared)
+    assert session.field_defs(service) == declared
+
+
+def test_vacancy_titles_are_read_as_multilingual(live):
+    _, session = live
+    frame = session.fields("Vacancy")
+    assert frame.loc["title", "multilingual"]
+    assert not frame.loc["uid", "multilingual"]
+
+
+def test_wrong_credentials_or_service_on_the_sandbox(live):
+    from otyspd import connect
+    from otyspd.errors import HTTPStatusError
+
+    srv, session = live
+    with pytest.raises(HTTPStatusError, match="HTTP 404"):
+        session.fields("NoSuchService")
+    assert session.field_defs("NoSuchService") is None
+
+    other = connect(srv.api_key, srv.url, username=srv.username, password="wrong")
+    try:
+        with pytest.raises(ConfigurationError, match="refused the username"):
+            other.fields("Candidate")
+        assert other.field_defs("Candidate") is None
+    finally:
+        other.close()
