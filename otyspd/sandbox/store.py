@@ -528,6 +528,10 @@ class Table:
         out: dict[str, Any] = {}
         for name, value in flat.items():
             f = self.schema.by_name[name]
+            if (self.name, name) in _COMPUTED or name in ("uid", "internalId"):
+                raise invalid(
+                    f"Field '{name}' of {self.name} is computed by the server"
+                )
             if adding and not f.insertable and not force:
                 raise invalid(f"Field '{name}' of {self.name} is not insertable")
             if not adding and not f.updatable and not force:
