@@ -73,6 +73,8 @@ class _Absent:
 
 
 ABSENT = _Absent()
+_CLASH = _Absent()  # a child path under a scalar parent
+_PLAIN = {str, int, float, bool, type(None), _Absent}
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATE_NL_RE = re.compile(r"^\d{2}-\d{2}-\d{4}$")
@@ -146,59 +148,51 @@ unflatten_record = nest_changes
 
 
 def _extract(records: list, parts: list[str]) -> tuple[list, list[int], list[int]]:
-    """Values at ``parts`` in each record; indexes of absent cells and of shape clashes."""
-    first = parts[0]
-    if len(parts) == 1:
-        values = [r.get(first, ABSENT) for r in records]
-        absent = [i for i, v in enumerate(values) if v is ABSENT]
-        return values, absent, []
-    values, absent, clash = [], [], []
-    for i, rec in enumerate(records):
-        node = rec
-        for part in parts:
-            if type(node) is dict:
-                node = node.get(part, ABSENT)
-            elif node is None or node is ABSENT or node == []:
-                # the parent is null or the PHP empty object []: the child is not there
-                node = ABSENT
-                break
-            elif isinstance(node, list) and all(isinstance(x, dict) for x in node):
-                # a child path inside a collection: the children of every item
-                node = [x.get(part) for x in node]
-            else:
-                clash.append(i)
-                node = ABSENT
-                break
-        if node is ABSENT:
-            absent.append(i)
-        values.append(node)
-    return values, absent, clash
+    """Values at ``parts`` in each record; indexes of absent cells and of shape clashes.
+
+    One level at a time over all records, so the common case (dicts all the
+    way down) stays in fast comprehensions.
+    """
+    level = [r.get(parts[0], ABSENT) for r in records]
+    for part in parts[1:]:
+        level = [
+            v.get(part, ABSENT) if type(v) is dict else _descend(v, part) for v in level
+        ]
+    clash = [i for i, v in enumerate(level) if v is _CLASH] if _CLASH in level else []
+    if clash:
+        level = [ABSENT if v is _CLASH else v for v in level]
+    absent = [i for i, v in enumerate(level) if v is ABSENT] if ABSENT in level else []
+    return level, absent, clash
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, (list, dict)):
-        return "container"
-    return "other"
+def _descend(node: Any, part: str) -> Any:
+    """One step down from a node that is not a plain object."""
+    if (
+        node is None
+        or node is ABSENT
+        or node is _CLASH
+        or (type(node) is list and not node)
+    ):
+        # the parent is null, absent or the PHP empty object []: the child is not there
+        return node if node is _CLASH else ABSENT
+    if isinstance(node, list) and all(isinstance(x, dict) for x in node):
+        # a child path inside a collection: the children of every item
+        return [x.get(part) for x in node]
+    return _CLASH
 
 
 def infer_type(values: list) -> str:
     """The field type for values of unknown declaration, chosen without damaging any."""
-    kinds: set[str] = set()
-    for v in values:
-        if v is None or v is ABSENT:
-            continue
-        if type(v) is list and not v:
-            kinds.add("empty")
-            continue
-        kinds.add(_kind(v))
+    types = set(map(type, values))
+    if types <= {int, type(None), _Absent}:
+        return "integer" if int in types else "string"
+    simple = {str: "str", int: "int", float: "float", bool: "bool", dict: "container"}
+    kinds: set[str] = {
+        simple.get(t, "other") for t in types - {type(None), _Absent, list}
+    }
+    if list in types:
+        # an empty [] is the PHP encoding of an empty object or an empty value
+        kinds |= {"container" if v else "empty" for v in values if type(v) is list}
     if kinds <= {"container", "empty"} and kinds:
         return "collection"
     # an empty [] among scalars is the PHP encoding of an empty value
@@ -213,9 +207,7 @@ def infer_type(values: list) -> str:
         return "integer"
     if kinds <= {"int", "float"}:
         return "float"
-    if kinds == {"bool", "int"} and all(
-        v in (0, 1) for v in values if _kind(v) == "int"
-    ):
+    if kinds == {"bool", "int"} and all(v in (0, 1) for v in values if type(v) is int):
         return "boolean"
     if kinds == {"str"}:
         strings = [
@@ -268,6 +260,8 @@ def _normalise_shapes(
 ) -> list:
     """Bring every value to the declared shape of ``ftype``, or raise SchemaDriftError."""
     if ftype in _SCALAR_TYPES:
+        if set(map(type, values)) <= _PLAIN:
+            return values
         bad, out = [], list(values)
         for i, v in enumerate(values):
             if type(v) is list and not v:
@@ -292,7 +286,7 @@ def _normalise_shapes(
         out = []
         for v in values:
             # one item sent bare where a list of items was expected
-            is_item = isinstance(v, dict) and v and not all(str(k).isdigit() for k in v)
+            is_item = isinstance(v, dict) and v and not _keyed_by_id(v)
             out.append([v] if is_item else v)
         return out
     if ftype == "container":
@@ -300,12 +294,21 @@ def _normalise_shapes(
     return values
 
 
-def _to_string(values: list) -> pd.arrays.ArrowStringArray | Any:
+def _keyed_by_id(value: dict) -> bool:
+    """A map keyed by ids (``{"12": ...}``) rather than one item's fields."""
+    try:
+        return all(map(str.isdigit, value))
+    except TypeError:
+        return all(str(k).isdigit() for k in value)
+
+
+def _to_string(values: list) -> Any:
+    plain = [None if v is ABSENT else v for v in values]
+    if set(map(type, plain)) <= {str, type(None)}:
+        return pd.array(plain, dtype="string")
     out = []
-    for v in values:
-        if v is None or v is ABSENT:
-            out.append(None)
-        elif type(v) is str:
+    for v in plain:
+        if v is None or type(v) is str:
             out.append(v)
         elif isinstance(v, bool):
             out.append("true" if v else "false")
@@ -317,6 +320,18 @@ def _to_string(values: list) -> pd.arrays.ArrowStringArray | Any:
 
 
 def _to_integer(column: str, values: list, uids: list) -> Any:
+    if set(map(type, values)) <= {int, type(None), _Absent}:
+        # plain JSON integers: straight into int64 with a mask, never via float
+        mask = np.array([v is None or v is ABSENT for v in values], dtype=bool)
+        try:
+            data = np.array(
+                [0 if m else v for v, m in zip(values, mask, strict=True)],
+                dtype=np.int64,
+            )
+        except OverflowError:
+            pass
+        else:
+            return pd.arrays.IntegerArray(data, mask)
     mask = np.zeros(len(values), dtype=bool)
     data, bad = [], []
     for i, v in enumerate(values):
@@ -397,76 +412,83 @@ def _to_boolean(column: str, values: list, uids: list) -> Any:
     return pd.array(out, dtype="boolean")
 
 
-def _date_strings(column: str, values: list, uids: list, zero: list[int]) -> list:
-    out, bad = [], []
-    for i, v in enumerate(values):
-        if v is None or v is ABSENT or v == "":
-            out.append(None)
-        elif not isinstance(v, str):
-            bad.append(i)
-            out.append(None)
-        elif v in _ZERO_DATES:
-            zero.append(i)
-            out.append(None)
-        else:
-            out.append(v.strip())
-    if bad:
+def _date_strings(column: str, values: list, uids: list, zero: list[int]) -> pd.Series:
+    """The date strings as an object Series: missing and zero dates as None."""
+    plain = [None if v is ABSENT or v == "" else v for v in values]
+    if not set(map(type, plain)) <= {str, type(None)}:
+        bad = [
+            i for i, v in enumerate(plain) if v is not None and not isinstance(v, str)
+        ]
         raise _drift(
             column, values, uids, bad, "a date or datetime as a non-string value"
         )
-    return out
+    series = pd.Series(plain, dtype=object)
+    zeros = series.isin(_ZERO_DATES).to_numpy()
+    if zeros.any():
+        zero.extend(np.flatnonzero(zeros).tolist())
+        series[zeros] = None
+    return series
 
 
 def _to_date(column: str, values: list, uids: list, zero: list[int]) -> pd.Series:
     strings = _date_strings(column, values, uids, zero)
-    filled = [s for s in strings if s is not None]
-    if filled and all(_DATE_NL_RE.match(s) for s in filled):
+    filled = strings.dropna()
+    if len(filled) and all(_DATE_NL_RE.match(x) for x in filled):
         fmt = "%d-%m-%Y"
     else:
-        # a datetime sent for a date field: keep its calendar date as written
-        strings = [s[:10] if s is not None else None for s in strings]
         fmt = "%Y-%m-%d"
-    parsed = pd.to_datetime(
-        pd.Series(strings, dtype=object), format=fmt, errors="coerce"
-    )
+        if len(filled) and filled.str.len().max() > 10:
+            # a datetime sent for a date field: keep its calendar date as written
+            strings = strings.str.strip().str[:10]
+    parsed = pd.to_datetime(strings, format=fmt, errors="coerce")
     _check_parsed(column, strings, parsed, uids)
     return parsed.astype("datetime64[ns]")
 
 
 def _to_datetime(column: str, values: list, uids: list, zero: list[int]) -> pd.Series:
-    strings = _date_strings(column, values, uids, zero)
-    series = pd.Series(strings, dtype=object)
-    instants = series.str.match(_INSTANT_RE.pattern, na=False)
-    local = series.where(~instants)
-    # server-local wall times: the common case, parsed with explicit formats
-    norm = local.str.replace("T", " ", regex=False)
-    norm = norm.where(norm.str.len() != 10, norm + " 00:00:00")
-    norm = norm.where(norm.str.len() != 16, norm + ":00")
-    parsed = pd.to_datetime(norm, format="%Y-%m-%d %H:%M:%S", errors="coerce")
+    series = _date_strings(column, values, uids, zero)
+    # server-local wall times, the usual form, parsed with one explicit format
+    parsed = pd.to_datetime(series, format="%Y-%m-%d %H:%M:%S", errors="coerce")
+    other = (parsed.isna() & series.notna()).to_numpy()
     parsed = parsed.dt.tz_localize(
         SERVER_TZ,
         ambiguous=np.ones(len(parsed), dtype=bool),
         nonexistent="shift_forward",
-    )
+    ).astype(f"datetime64[ns, {SERVER_TZ}]")
+    if other.any():
+        parsed[other] = _other_datetimes(series[other])
+    _check_parsed(column, series, parsed, uids)
+    return parsed
+
+
+def _other_datetimes(series: pd.Series) -> pd.Series:
+    """Datetimes in the rarer forms: with an offset or Z, a T, or without seconds."""
+    instants = series.str.match(_INSTANT_RE.pattern, na=False)
+    out = pd.Series(pd.NaT, index=series.index, dtype=f"datetime64[ns, {SERVER_TZ}]")
     if instants.any():
-        # instants with an offset or Z: converted to server time, never truncated to UTC dates
+        # an instant with an offset: converted to server time, never cut to a UTC date
         exact = pd.to_datetime(
-            series[instants], format="ISO8601", utc=True
-        ).dt.tz_convert(SERVER_TZ)
-        parsed = parsed.astype(f"datetime64[ns, {SERVER_TZ}]")
-        parsed[instants] = exact.astype(f"datetime64[ns, {SERVER_TZ}]")
-    _check_parsed(column, strings, parsed, uids)
-    return parsed.astype(f"datetime64[ns, {SERVER_TZ}]")
+            series[instants], format="ISO8601", utc=True, errors="coerce"
+        )
+        out[instants] = exact.dt.tz_convert(SERVER_TZ).astype(out.dtype)
+    local = series[~instants].str.strip().str.replace("T", " ", regex=False)
+    local = local.where(local.str.len() != 10, local + " 00:00:00")
+    local = local.where(local.str.len() != 16, local + ":00")
+    wall = pd.to_datetime(local, format="%Y-%m-%d %H:%M:%S", errors="coerce")
+    out[~instants] = wall.dt.tz_localize(
+        SERVER_TZ, ambiguous=np.ones(len(wall), dtype=bool), nonexistent="shift_forward"
+    ).astype(out.dtype)
+    return out
 
 
-def _check_parsed(column: str, strings: list, parsed: pd.Series, uids: list) -> None:
-    failed = parsed.isna().to_numpy() & np.array(
-        [s is not None for s in strings], dtype=bool
-    )
+def _check_parsed(
+    column: str, strings: pd.Series, parsed: pd.Series, uids: list
+) -> None:
+    failed = (parsed.isna() & strings.notna()).to_numpy()
     if failed.any():
         raise _drift(
             column,
-            strings,
+            list(strings),
             uids,
             np.flatnonzero(failed),
             "values that are not valid dates",
@@ -598,6 +620,7 @@ def records_to_frame(
         zero: list[int] = []
         if path in option_labels and ftype in _SCALAR_TYPES:
             values = _normalise_shapes(path, values, uids, ftype, True)
+            values = [None if v is ABSENT else v for v in values]
             raw_type = infer_type(values)
             columns[path], used = apply_labels(values, option_labels[path], column=path)
             attrs["labels"][path] = used

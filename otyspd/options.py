@@ -234,11 +234,14 @@ def apply_labels(
     categories: dict[str, int] = {}
     for label in mapping.values():
         categories.setdefault(label, len(categories))
-    codes = np.full(len(values), -1, dtype=np.int64)
+    # one lookup per distinct value (ids repeat a lot), then a fast pass over the column
+    lookup: dict[Any, int] = {}
     unknown: list[str] = []
-    for i, value in enumerate(values):
+    unknown_values: list[Any] = []
+    for value in dict.fromkeys(values):
         key = option_key(value)
         if key is None:
+            lookup[value] = -1
             continue
         label = used.get(key)
         if label is None:
@@ -249,8 +252,12 @@ def apply_labels(
                 label = label_for_unknown(key)
                 used[key] = label
                 unknown.append(key)
+                unknown_values.append(value)
                 categories.setdefault(label, len(categories))
-        codes[i] = categories[label]
+        lookup[value] = categories[label]
+    codes = np.array([lookup[v] for v in values], dtype=np.int64)
+    if unknown:
+        unknown = [option_key(v) for v in values if v in unknown_values]
     if unknown:
         shown = sorted(set(unknown), key=unknown.index)
         warnings.warn(
