@@ -318,14 +318,16 @@ class Pacer:
     """Keep one session under its request budget, shared by all its threads.
 
     A sliding window of send times enforces ``limit`` requests per ``window``
-    seconds. The server's ``X-Orl-*`` headers tighten that: with
-    ``reserve`` or fewer requests left it pauses until the window resets, and
-    with few left (four times ``reserve``) it spreads them over the time left.
+    seconds. The server's ``X-Orl-*`` headers tighten that, since the key's
+    budget may be shared with other programs: with ``low_water`` or fewer
+    requests left it spreads them over the time left in the server's window,
+    and with ``reserve`` or fewer it pauses until that window restarts.
 
     Args:
         limit: requests allowed per window (None or 0 turns the limiter off).
         window: the window length in seconds.
-        reserve: requests to keep in hand before pausing.
+        reserve: requests left unused for requests already on the wire.
+        low_water: requests left below which sending slows down.
         clock: a monotonic clock in seconds.
         sleep: the function that waits.
     """
@@ -335,7 +337,8 @@ class Pacer:
         limit: int | None = 350,
         window: float = 60.0,
         *,
-        reserve: int = 5,
+        reserve: int = 1,
+        low_water: int = 20,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
@@ -346,6 +349,7 @@ class Pacer:
         self.limit = limit or None
         self.window = float(window)
         self.reserve = reserve
+        self.low_water = low_water
         self._clock = clock
         self._sleep = sleep
         self._sent: collections.deque[float] = collections.deque()
@@ -388,12 +392,10 @@ class Pacer:
         timeframe = _number(headers.get("X-Orl-Remaining-Timeframe"))
         if remaining is None:
             return
-        timeframe = min(
-            timeframe if timeframe is not None else self.window, self.window
-        )
+        timeframe = timeframe if timeframe is not None else self.window
         with self._lock:
             if remaining <= self.reserve:
-                # Nearly out: wait for the server's window to start again.
+                # Out (or all but the reserve): wait for the server's window to restart.
                 self._paused_until = max(self._paused_until, self._clock() + timeframe)
                 self._spacing = 0.0
                 log.info(
@@ -401,7 +403,7 @@ class Pacer:
                     remaining,
                     timeframe,
                 )
-            elif remaining <= 4 * self.reserve:
+            elif remaining <= self.low_water:
                 # Running low: spread what is left over the rest of the window.
                 self._spacing = timeframe / remaining
             else:
@@ -482,7 +484,6 @@ class Transport:
         self._login_lock = threading.Lock()
         self._login_attempts = 0
         self._login_error: OtysError | None = None
-        self.logins = 0
 
     # ---- token ---------------------------------------------------------------
 
@@ -526,7 +527,6 @@ class Transport:
         register_secret(result)
         self._token = result
         self._generation += 1
-        self.logins += 1
         return result
 
     def _current(self) -> tuple[str, int]:

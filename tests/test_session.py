@@ -8,11 +8,19 @@ import logging
 import threading
 
 import pytest
+import requests
 from fake_ows import KEY, URL, Clock, FakeOWS, Fault
 
 import otyspd
 from otyspd import session as session_module
-from otyspd.errors import AccessDenied, ConfigurationError, InvalidInput, OtysError
+from otyspd.errors import (
+    AccessDenied,
+    BadRequest,
+    ConfigurationError,
+    InvalidInput,
+    NotFound,
+    OtysError,
+)
 from otyspd.session import LANGUAGE_SERVICES, Session, connect
 
 GET = "Otys.Services.CandidateService.getDetail"
@@ -407,3 +415,138 @@ def test_a_rate_limited_answer_waits_for_retry_after_not_the_budget_headers(fake
     )
     assert session.call("CandidateService.getDetail", "1") == {"uid": "1"}
     assert clock.sleeps == [2.0]
+
+
+# ---- against the sandbox over real HTTP on 127.0.0.1 ------------------------------------------
+
+VACANCIES = {"what": {"uid": 1, "title": 1}, "limit": 50, "sort": {"uid": "ASC"}}
+
+
+def test_connect_with_sandbox_true_says_the_data_is_simulated_and_stops_it_on_close(
+    caplog,
+):
+    with caplog.at_level(logging.INFO, logger="otyspd"):
+        session = connect(sandbox=True, records=200, seed=3)
+    server = session.sandbox
+    assert "the data is simulated" in caplog.text
+    assert session.simulated
+    assert repr(session).startswith(
+        "<otyspd.Session sandbox (simulated data) http://127.0.0.1:<port>/jservice.php"
+    )
+    assert "(simulated)" in repr(session)  # the sandbox's client name says so too
+    assert session.url == server.url and session.url.startswith("http://127.0.0.1:")
+    assert (session.username, session.password) == (server.username, server.password)
+    assert server.api_key not in repr(session)
+    assert session_module._last_session is session
+
+    page = session.call("CandidateService.getListEx", {"what": {"uid": 1}, "limit": 5})
+    assert len(page["listOutput"]) == 5
+
+    session.close()
+    assert server.stats["logouts"] == 1
+    with pytest.raises(requests.ConnectionError):
+        requests.post(server.url, json={}, timeout=2)
+
+
+def test_sandbox_options_reach_the_sandbox_and_an_unknown_one_is_refused():
+    with connect(
+        sandbox=True, records=200, sandbox_options={"rate_limit": 1000}
+    ) as session:
+        assert session.sandbox.knobs["rate_limit"] == 1000
+    with pytest.raises((TypeError, ValueError)):
+        connect(sandbox=True, records=200, no_such_knob=1)
+
+
+def test_call_multi_and_errors_against_the_sandbox(make_sandbox):
+    server = make_sandbox(records=200)
+    with connect(server.api_key, server.url) as session:
+        assert session.user["username"] == server.username
+        uids = [
+            r["uid"]
+            for r in session.call(
+                "Candidate.getListEx", VACANCIES | {"what": {"uid": 1}}
+            )["listOutput"]
+        ]
+
+        listed = session.multi(
+            [("CandidateService.getDetail", [uid, {"uid": 1}]) for uid in uids[:3]]
+            + [("CandidateService.getDetail", ["no-such-uid", {"uid": 1}])]
+        )
+        assert [r.ok for r in listed] == [True, True, True, False]
+        assert [r.data["uid"] for r in listed[:3]] == uids[:3]
+        assert isinstance(listed[3].error, NotFound)
+
+        keyed = session.multi(
+            {
+                "count": (
+                    "CandidateService.getListEx",
+                    [{"what": {"uid": 1}, "limit": 1, "getTotalCount": 1}],
+                ),
+                "bad": ("CandidateService.getDetail", [uids[0], {"noSuchField": 1}]),
+            }
+        )
+        assert keyed["count"].data["totalCount"] == 200
+        assert isinstance(keyed["bad"].error, BadRequest)
+
+        with pytest.raises(NotFound, match="no-such-uid"):
+            session.call("CandidateService.getDetail", "no-such-uid", {"uid": 1})
+
+
+def test_content_language_wraps_and_set_language_against_the_sandbox(make_sandbox):
+    server = make_sandbox(records=200)
+    with connect(server.api_key, server.url) as session:
+        dutch = session.call("VacancyService.getListEx", VACANCIES)["listOutput"]
+        with session.language("en"):
+            english = session.call("VacancyService.getListEx", VACANCIES)["listOutput"]
+            batch = session.multi([("VacancyService.getListEx", [VACANCIES])])
+        assert batch[0].data["listOutput"] == english
+        assert english != dutch
+        assert server.stats["calls"]["LanguageService.wrapRequest"] == 2
+
+        session.set_language("en")
+        assert (
+            session.call("VacancyService.getListEx", VACANCIES)["listOutput"] == english
+        )
+
+
+def test_an_expiring_sandbox_session_is_renewed_without_the_caller_noticing(
+    make_sandbox,
+):
+    server = make_sandbox(records=200)
+    server.configure(expire_after_calls=3)
+    with connect(server.api_key, server.url) as session:
+        for _ in range(4):
+            assert session.call(
+                "CandidateService.getListEx", {"what": {"uid": 1}, "limit": 2}
+            )
+        results = session.multi([("CandidateService.getListEx", [{"limit": 1}])] * 3)
+        assert all(r.ok for r in results)
+    assert server.stats["logins"] >= 3
+
+
+def test_a_429_from_the_sandbox_is_waited_out_and_the_call_succeeds(make_sandbox):
+    server = make_sandbox(records=200)
+    with connect(server.api_key, server.url, rate_limit=0) as session:
+        # Another program with the same key spends the budget behind the session's back.
+        server.configure(rate_limit=2, rate_window=1.0)
+        login = {"method": "loginByUid", "params": [server.api_key], "id": 1}
+        for _ in range(3):
+            requests.post(server.url, json=login, timeout=5)
+        refused = server.stats["rate_limited"]
+        assert refused >= 1
+
+        assert session.call(
+            "CandidateService.getListEx", {"what": {"uid": 1}, "limit": 1}
+        )
+        assert server.stats["rate_limited"] == refused + 1
+        server.configure(rate_limit=None)
+
+
+def test_the_session_paces_itself_under_a_tight_sandbox_limit(make_sandbox):
+    server = make_sandbox(records=200)
+    with connect(server.api_key, server.url) as session:
+        server.configure(rate_limit=3, rate_window=1.0)
+        for _ in range(4):
+            session.call("CandidateService.getListEx", {"what": {"uid": 1}, "limit": 1})
+        server.configure(rate_limit=None)
+    assert server.stats["rate_limited"] == 0

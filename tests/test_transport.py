@@ -759,11 +759,14 @@ def test_the_transport_paces_its_requests_with_the_injected_clock():
     assert clock.now - 1000.0 >= 120.0
 
 
-def test_few_requests_remaining_pause_until_the_server_window_resets():
+@pytest.mark.parametrize("remaining", ["0", "1"])
+def test_no_requests_remaining_pause_until_the_server_window_resets(remaining):
     clock = Clock()
     pacer = Pacer(350, clock=clock, sleep=clock.sleep)
     pacer.acquire()
-    pacer.observe({"X-Orl-Requests-Remaining": "2", "X-Orl-Remaining-Timeframe": "12"})
+    pacer.observe(
+        {"X-Orl-Requests-Remaining": remaining, "X-Orl-Remaining-Timeframe": "12"}
+    )
     assert pacer.acquire() == pytest.approx(12.0)
 
 
