@@ -181,6 +181,28 @@ def _open(
     api_key: str | None, url: str | None, options: dict[str, Any], server: Any
 ) -> Session:
     """Build the transport from the options, log in and check the session."""
+    transport = _build_transport(api_key, url, options)
+    username = options.get("username") or os.environ.get("OTYS_USERNAME")
+    password = options.get("password") or os.environ.get("OTYS_PASSWORD")
+    session = Session(
+        transport,
+        sandbox=server,
+        username=username,
+        password=password,
+        chunk=options.get("chunk", 50),
+    )
+    try:
+        session.check()
+    except BaseException:
+        transport.http.close()
+        raise
+    return session
+
+
+def _build_transport(
+    api_key: str | None, url: str | None, options: dict[str, Any]
+) -> Transport:
+    """The transport for a key and url, after checking both and the options."""
     api_key = api_key if api_key is not None else os.environ.get("OTYS_API_KEY")
     if not api_key or not str(api_key).strip():
         raise ConfigurationError(
@@ -204,7 +226,7 @@ def _open(
 
     # Waits go through one sleep function, so that tests can skip them.
     pacer_kwargs = {k: options[k] for k in ("sleep", "clock") if k in options}
-    transport = Transport(
+    return Transport(
         endpoints.url,
         api_key,
         http=options.get("http"),
@@ -224,21 +246,6 @@ def _open(
         verify=verify,
         sleep=options.get("sleep", time.sleep),
     )
-    username = options.get("username") or os.environ.get("OTYS_USERNAME")
-    password = options.get("password") or os.environ.get("OTYS_PASSWORD")
-    session = Session(
-        transport,
-        sandbox=server,
-        username=username,
-        password=password,
-        chunk=options.get("chunk", 50),
-    )
-    try:
-        session.check()
-    except BaseException:
-        transport.http.close()
-        raise
-    return session
 
 
 def _timeout(value: Any) -> float | tuple[float, float]:

@@ -546,7 +546,8 @@ def test_the_session_paces_itself_under_a_tight_sandbox_limit(make_sandbox):
     server = make_sandbox(records=200)
     with connect(server.api_key, server.url) as session:
         server.configure(rate_limit=3, rate_window=1.0)
-        for _ in range(4):
+        # With login and check just sent, three more calls overrun a budget of three.
+        for _ in range(3):
             session.call("CandidateService.getListEx", {"what": {"uid": 1}, "limit": 1})
         server.configure(rate_limit=None)
     assert server.stats["rate_limited"] == 0
