@@ -806,24 +806,23 @@ def _clean_name(name: str) -> str:
 
 
 def _token(session: Session) -> str:
-    transport = session._transport
-    token = getattr(transport, "token", None)
-    if not token:
-        _relogin(session)
-        token = getattr(transport, "token", None)
+    current = getattr(session._transport, "current_token", None)
+    token = (
+        current() if callable(current) else getattr(session._transport, "token", None)
+    )
     if not token:
         raise AccessDenied("no session token: log in first")
     return token
 
 
 def _relogin(session: Session) -> None:
-    """Get a fresh session token (the token was refused or is missing)."""
-    login = getattr(session._transport, "login", None)
-    if not callable(login):
+    """Get a fresh session token after the file service refused the current one."""
+    refresh = getattr(session._transport, "refresh_token", None)
+    if not callable(refresh):
         raise AccessDenied(
             "the session was refused and this session cannot log in again"
         )
-    login()
+    refresh(getattr(session._transport, "token", None))
 
 
 def _is_access_denied(body: Any) -> bool:

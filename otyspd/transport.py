@@ -529,6 +529,26 @@ class Transport:
         self._generation += 1
         return result
 
+    def current_token(self) -> str:
+        """The token to send now, logging in first if there is none.
+
+        For endpoints outside JSON-RPC (the file service) that carry the token
+        themselves.
+        """
+        return self._current()[0]
+
+    def refresh_token(self, refused: str | None) -> str:
+        """Log in again after ``refused`` was turned away, unless another caller did.
+
+        Shares the single-flight relogin of :meth:`call`, so concurrent uploads
+        and downloads that meet an expired session cause one login, not many.
+        """
+        with self._login_lock:
+            if self._token is not None and self._token != refused:
+                return self._token
+            generation = self._generation
+        return self._relogin(generation)[0]
+
     def _current(self) -> tuple[str, int]:
         """The token to send and its generation, logging in first if there is none."""
         with self._login_lock:

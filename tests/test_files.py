@@ -129,6 +129,12 @@ class FakeTransport:
         self.token = f"tok{self.logins:023d}"
         return self.token
 
+    def current_token(self):
+        return self.token
+
+    def refresh_token(self, refused):
+        return self.token if self.token != refused else self.login()
+
 
 DOC_TYPES = [
     {

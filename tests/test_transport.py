@@ -217,6 +217,26 @@ def test_ten_threads_meeting_an_expired_session_share_one_relogin():
     assert fake.count("loginByUid") == 2
 
 
+def test_file_endpoints_refreshing_the_same_refused_token_share_one_login():
+    transport, fake, _ = make()
+    refused = transport.current_token()
+    results = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(transport.refresh_token(refused))
+        )
+        for _ in range(5)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert fake.count("loginByUid") == 2
+    assert len(set(results)) == 1
+    assert results[0] != refused
+
+
 def test_a_bad_key_is_access_denied_at_login():
     transport, fake, _ = make(FakeOWS(key="another-key-entirely"))
     with pytest.raises(AccessDenied, match="API key was refused") as caught:
