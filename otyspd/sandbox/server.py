@@ -444,6 +444,9 @@ def _writes(request: Any) -> bool:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "otyspd-sandbox"
+    # Headers and body go out in separate writes; without this, Nagle's algorithm
+    # and the client's delayed ACK add about 40 ms to every kept-alive request.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
