@@ -26,7 +26,6 @@ from urllib.parse import parse_qs, urlsplit
 from urllib.parse import quote as url_quote
 
 from ..schema import FieldDef
-from . import values
 from .schema import DEFAULT_LANGUAGE, SERVICES
 from .seed import churn, seed_store
 from .services import (
@@ -898,5 +897,4 @@ __all__ = [
     "Sandbox",
     "SessionState",
     "field_table",
-    "values",
 ]

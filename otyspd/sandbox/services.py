@@ -31,7 +31,6 @@ from .store import (
     CODE_NOT_FOUND,
     Fault,
     invalid,
-    quote,
     simulated,
 )
 
@@ -599,6 +598,5 @@ __all__ = [
     "LOGIN_FIRST",
     "Dispatcher",
     "is_write",
-    "quote",
     "short_method",
 ]
