@@ -1,5 +1,6 @@
 """The ``otyspd`` command.
 
+    otyspd demo                                        a cleanup walk-through on the sandbox
     otyspd sandbox --port 8765 --api-key demo-key      run a local OWS simulator
     otyspd export Candidate --what Person.lastName,statusId --where statusId=3 -o out.parquet
 
@@ -16,6 +17,40 @@ import threading
 from collections.abc import Sequence
 
 __all__ = ["main"]
+
+
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="a cleanup walk-through on a local sandbox with made-up data",
+        description=(
+            "Start a local sandbox, read its candidates into a DataFrame, tidy "
+            "e-mail addresses and names, write the fixes back, check the server "
+            "holds them, and undo. Needs no API key and reaches no other host."
+        ),
+    )
+    p.add_argument(
+        "--records", type=int, default=500, help="candidates to seed (default 500)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=1, help="seed of the generated data (default 1)"
+    )
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    import otyspd
+    from otyspd.demo import run_demo
+
+    if args.records < 1:
+        print("otyspd demo: --records must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        run_demo(records=args.records, seed=args.seed, out=sys.stdout)
+    except (otyspd.OtysError, AssertionError) as exc:
+        print(f"otyspd demo: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _add_sandbox(subparsers: argparse._SubParsersAction) -> None:
@@ -118,10 +153,10 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "--where: clauses joined by commas (AND), each 'field OP value' with OP one "
-            "of = != > >= < <= ~ (LIKE, %% is any text) !~ (NOT LIKE). 'a=1|2' is one "
+            "of = != > >= < <= ~ (LIKE, % is any text) !~ (NOT LIKE). 'a=1|2' is one "
             "of several values, 'a=true' tests a boolean; digits without a leading "
             "zero are numbers, anything else (or a quoted value) is text. Example: "
-            "--where 'statusId=3,Person.emailPrimary~%%@example.com'"
+            "--where 'statusId=3,Person.emailPrimary~%@example.com'"
         ),
     )
     p.add_argument("service", help="e.g. Candidate, Vacancy or CandidateService")
@@ -218,8 +253,7 @@ def _attach_dash_values(argv: list[str]) -> list[str]:
     return out
 
 
-# Further subcommands (e.g. ``export``) add themselves here with an _add_<name> function.
-_SUBCOMMANDS = [_add_sandbox, _add_export]
+_SUBCOMMANDS = [_add_demo, _add_sandbox, _add_export]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
