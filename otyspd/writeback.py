@@ -385,10 +385,12 @@ def _describe_columns(
 
 
 def _is_new_key(key: Any) -> bool:
-    if _is_missing(key):
-        return True
-    text = str(key).strip()
-    return text == "" or text.lower().startswith("new")
+    if not isinstance(key, str):
+        if _is_missing(key):
+            return True
+        key = str(key)
+    text = key.strip()
+    return text == "" or text[:3].lower() == "new"
 
 
 def _index_problems(
@@ -412,10 +414,13 @@ def _index_problems(
     if isinstance(frame.index, pd.MultiIndex):
         problems.append(f"{which}: a MultiIndex cannot hold uids")
         return problems
+    labels = frame.index.tolist()
     keys = [
-        str(key) for key in frame.index if not (which == "edited" and _is_new_key(key))
+        key if isinstance(key, str) else str(key)
+        for key in labels
+        if not (which == "edited" and _is_new_key(key))
     ]
-    if which == "original" and any(_is_missing(key) for key in frame.index):
+    if which == "original" and frame.index.hasnans:
         problems.append("original: some rows have no uid")
     seen: set[str] = set()
     for key in keys:
@@ -496,13 +501,16 @@ def _field_defs(session: Any, service: str) -> dict[str, Any] | None:
 
 def _maybe_changed(old: pd.Series, new: pd.Series) -> np.ndarray:
     """A fast filter: False where the two cells are certainly equal (same value or both missing)."""
-    everything = np.ones(len(old), dtype=bool)
-    if old.dtype != new.dtype and pd.api.types.is_object_dtype(new.dtype):
-        return everything  # mixed Python objects: let the type-aware comparison judge
+    mixed = old.dtype != new.dtype and (
+        pd.api.types.is_object_dtype(old.dtype)
+        or pd.api.types.is_object_dtype(new.dtype)
+    )
+    categorical = isinstance(old.dtype, pd.CategoricalDtype) or isinstance(
+        new.dtype, pd.CategoricalDtype
+    )
     try:
-        if isinstance(old.dtype, pd.CategoricalDtype) or isinstance(
-            new.dtype, pd.CategoricalDtype
-        ):
+        if mixed or categorical:
+            # Python's own == on the objects: equal there is equal for write-back too.
             old, new = old.astype(object), new.astype(object)
         # A pandas deprecation raised while filtering must not fail a write (tests make
         # warnings errors); the filter only skips cells that are certainly equal.
@@ -510,7 +518,7 @@ def _maybe_changed(old: pd.Series, new: pd.Series) -> np.ndarray:
             warnings.simplefilter("ignore")
             same = old.eq(new).fillna(False).to_numpy(dtype=bool)
     except (TypeError, ValueError):
-        return everything
+        return np.ones(len(old), dtype=bool)
     both_missing = old.isna().to_numpy(dtype=bool) & new.isna().to_numpy(dtype=bool)
     return ~(same | both_missing)
 
@@ -684,8 +692,10 @@ def _plan(
     excluded = _exclusions(exclude)
 
     # Rows: matched by uid; new rows are adds; rows left out are deletes or skipped.
-    original_keys = [str(k) for k in original.index]
-    edited_keys = [None if _is_new_key(k) else str(k) for k in edited.index]
+    original_keys = [
+        k if isinstance(k, str) else str(k) for k in original.index.tolist()
+    ]
+    edited_keys = [None if _is_new_key(k) else str(k) for k in edited.index.tolist()]
     known_rows = set(original_keys)
     unknown = sorted({k for k in edited_keys if k is not None and k not in known_rows})
     problems += [
@@ -694,7 +704,8 @@ def _plan(
         for k in unknown
     ]
     kept = [k for k in edited_keys if k is not None and k in known_rows]
-    gone = [k for k in original_keys if k not in set(edited_keys)]
+    present = set(edited_keys)
+    gone = [k for k in original_keys if k not in present]
 
     # Cells: a vectorised filter first, then the type-aware comparison on the rest.
     left = original.copy(deep=False)
@@ -705,9 +716,8 @@ def _plan(
     right.index = pd.Index([k for k in kept], name="uid")
     left = left.loc[right.index]
     found: dict[tuple[str, str], _Cell] = {}
-    for name in [
-        str(c) for c in original.columns if str(c) in {str(e) for e in edited.columns}
-    ]:
+    shared = {str(e) for e in edited.columns}
+    for name in [str(c) for c in original.columns if str(c) in shared]:
         column = columns[name]
         old_col, new_col = left[name], right[name]
         for position in np.flatnonzero(_maybe_changed(old_col, new_col)):
@@ -723,13 +733,9 @@ def _plan(
                 found[(uid, name)] = cell
 
     # New records: every filled cell of the row, sent with add.
-    new_rows = [
-        (label, row)
-        for label, row, key in zip(
-            edited.index, edited.itertuples(index=False), edited_keys, strict=True
-        )
-        if key is None
-    ]
+    positions = [i for i, key in enumerate(edited_keys) if key is None]
+    added = edited.iloc[positions]
+    new_rows = list(zip(added.index, added.itertuples(index=False), strict=True))
     if new_rows and not allow_add:
         names = ", ".join(repr(str(label)) for label, _ in new_rows[:10])
         problems.append(f"edited: new rows ({names}) need allow_add=True to be added")
