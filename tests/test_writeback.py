@@ -465,3 +465,18 @@ def test_adds_and_deletes_only_when_allowed(srv, session, fresh_uids):
 
     undone = report.undo()
     assert undone.counts == {"deleted": 1}
+
+
+def test_a_frame_read_in_english_is_written_with_english_labels(
+    srv, session, fresh_uids
+):
+    (uid,) = take(fresh_uids, 1)
+    with session.language("en"):
+        original = read(session, [uid])
+    assert original.attrs["otyspd"]["language"] == "en"
+    target = "Placed" if original.loc[uid, "statusId"] != "Placed" else "Active"
+    edited = original.copy()
+    edited.loc[uid, "statusId"] = target
+    report = writeback.write_back(session, SERVICE, original, edited)
+    assert report.counts == {"written": 1}
+    assert srv.get(SERVICE, uid)["statusId"] == (4 if target == "Placed" else 2)

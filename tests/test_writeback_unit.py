@@ -724,3 +724,43 @@ def test_field_definitions_guard_empty_values_and_adds():
     assert "new row 'new#1', column 'score': cannot be set on add" in text
     assert "new row 'new#1' lacks obligatory fields: Person.firstName" in text
     assert session.requests == []
+
+
+def test_a_frame_without_read_notes_is_handled_by_its_dtypes(setup):
+    session, original, _ = setup
+    original.attrs = {}
+    edited = original.copy()
+    edited.loc["1", "statusId"] = "Hired"  # mapped through the option list
+    edited.loc["2", "Person.birthdate"] = pd.Timestamp("1980-05-05")
+    edited.loc["3", "score"] = 6
+    report = writeback.write_back(session, "Candidate", original, edited)
+    assert report.payloads == {
+        "1": {"statusId": "3"},
+        "2": {"Person": {"birthdate": "1980-05-05"}},
+        "3": {"score": 6},
+    }
+    assert report.counts == {"written": 3}
+
+
+def test_a_journal_cut_short_by_a_crash_still_undoes_what_landed(setup, tmp_path):
+    session, original, edited = setup
+    edited.loc["1", "email"] = "a@example.org"
+    edited.loc["2", "email"] = "b@example.org"
+    path = tmp_path / "j.jsonl"
+    writeback.write_back(session, "Candidate", original, edited, journal=path)
+    # Keep only the intent lines, and half of an outcome line: as if the process died.
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])
+    entries = read_journal(path)
+    assert [e["status"] for e in entries] == ["sending", "sending"]
+    session.store["2"]["email"] = "p2@example.org"  # as if uid 2's write never landed
+    undone = writeback.undo_journal(session, path)
+    assert undone.counts == {"written": 1, "unchanged": 1}
+    assert session.store["1"]["email"] == "p1@example.org"
+
+
+def test_progress_bars_can_be_asked_for(setup, capsys):
+    session, original, edited = setup
+    edited.loc["1", "email"] = "a@example.org"
+    writeback.write_back(session, "Candidate", original, edited, progress=True)
+    assert "Writing CandidateService" in capsys.readouterr().err
