@@ -651,6 +651,75 @@ def _record_wire(
     return wire, None
 
 
+def _frame_problems(original: pd.DataFrame, edited: pd.DataFrame) -> list[str]:
+    """What keeps two frames from being compared at all: their index and columns."""
+    problems = _index_problems(original, "original", allow_unnamed=False)
+    problems += _index_problems(edited, "edited", allow_unnamed=True)
+    if original.columns.duplicated().any() or edited.columns.duplicated().any():
+        problems.append("a column name appears more than once")
+    known = {str(c) for c in original.columns}
+    problems += [
+        f"edited: column {str(c)!r} is not in original (only columns that were read can be written)"
+        for c in edited.columns
+        if str(c) not in known
+    ]
+    return problems
+
+
+def _compare_cells(
+    original: pd.DataFrame,
+    edited: pd.DataFrame,
+    original_keys: list[str],
+    edited_keys: list[str | None],
+    columns: dict[str, _Column],
+    labels: _Labels,
+    plan: _Plan,
+    problems: list[str],
+) -> list[_Cell]:
+    """The changed cells of the rows both frames hold, or a problem for each bad one."""
+    known_rows = set(original_keys)
+    matched = [k is not None and k in known_rows for k in edited_keys]
+    right = edited.loc[matched].copy(deep=False)
+    right.index = pd.Index([k for k, m in zip(edited_keys, matched, strict=True) if m])
+    left = original.copy(deep=False)
+    left.index = pd.Index(original_keys)
+    left = left.loc[right.index]
+
+    # A vectorised filter first, then the type-aware comparison on what is left.
+    found = []
+    shared = {str(e) for e in edited.columns}
+    for name in [str(c) for c in original.columns if str(c) in shared]:
+        old_col, new_col = left[name], right[name]
+        for position in np.flatnonzero(_maybe_changed(old_col, new_col)):
+            uid = right.index[position]
+            old, new = old_col.iloc[position], new_col.iloc[position]
+            if _same_cell(old, new, columns[name]):
+                continue
+            cell, problem = _changed_cell(uid, columns[name], old, new, labels)
+            if problem:
+                problems.append(f"uid {uid!r}, column {name!r}: {problem}")
+                plan.invalid.append((uid, name, old, new))
+            elif cell is not None:
+                found.append(cell)
+
+    # Order: by uid, then in the column order of the original frame.
+    order = {str(c): i for i, c in enumerate(original.columns)}
+    return sorted(found, key=lambda c: (_natural(c.uid), order[c.field]))
+
+
+def _mark_excluded(plan: _Plan, excluded: set[tuple[str, str | None]]) -> None:
+    """Leave out the excluded cells, new records (or their fields) and deletes."""
+    for cell in plan.cells:
+        if {(cell.uid, cell.field), (cell.uid, None)} & excluded:
+            cell.status, cell.error = "skipped", "excluded"
+    for record in plan.adds:
+        for name in [n for n in record.values if (record.key, n) in excluded]:
+            del record.values[name], record.shown[name]
+        if (record.key, None) in excluded or not record.values:
+            record.status, record.error = "skipped", "excluded"
+    plan.deletes = [u for u in plan.deletes if (u, None) not in excluded]
+
+
 def _plan(
     session: Any,
     service: str,
@@ -670,18 +739,7 @@ def _plan(
     read_service = meta.get("service")
     if read_service and short_service(read_service) != service:
         raise InvalidInput(f"original was read from {read_service}, not from {service}")
-
-    # The frames themselves: indexed by uid, no duplicates, no unknown columns.
-    problems = _index_problems(original, "original", allow_unnamed=False)
-    problems += _index_problems(edited, "edited", allow_unnamed=True)
-    if original.columns.duplicated().any() or edited.columns.duplicated().any():
-        problems.append("a column name appears more than once")
-    known = {str(c) for c in original.columns}
-    problems += [
-        f"edited: column {str(c)!r} is not in original (only columns that were read can be written)"
-        for c in edited.columns
-        if str(c) not in known
-    ]
+    problems = _frame_problems(original, edited)
     if problems:
         raise InvalidInput("cannot compare the frames", problems)
 
@@ -689,7 +747,6 @@ def _plan(
     columns = _describe_columns(original, meta, defs)
     labels = _Labels(session, service, meta.get("language"))
     plan = _Plan(service, language=meta.get("language"))
-    excluded = _exclusions(exclude)
 
     # Rows: matched by uid; new rows are adds; rows left out are deletes or skipped.
     original_keys = [
@@ -697,70 +754,36 @@ def _plan(
     ]
     edited_keys = [None if _is_new_key(k) else str(k) for k in edited.index.tolist()]
     known_rows = set(original_keys)
-    unknown = sorted({k for k in edited_keys if k is not None and k not in known_rows})
     problems += [
         f"edited: uid {k!r} is not in original (a new record needs an index that is empty "
         "or starts with 'new')"
-        for k in unknown
+        for k in sorted(
+            {k for k in edited_keys if k is not None and k not in known_rows}
+        )
     ]
-    kept = [k for k in edited_keys if k is not None and k in known_rows]
     present = set(edited_keys)
-    gone = [k for k in original_keys if k not in present]
-
-    # Cells: a vectorised filter first, then the type-aware comparison on the rest.
-    left = original.copy(deep=False)
-    left.index = pd.Index(original_keys, name="uid")
-    right = edited.loc[[k is not None and k in known_rows for k in edited_keys]].copy(
-        deep=False
+    gone = sorted((k for k in original_keys if k not in present), key=_natural)
+    plan.cells = _compare_cells(
+        original, edited, original_keys, edited_keys, columns, labels, plan, problems
     )
-    right.index = pd.Index([k for k in kept], name="uid")
-    left = left.loc[right.index]
-    found: dict[tuple[str, str], _Cell] = {}
-    shared = {str(e) for e in edited.columns}
-    for name in [str(c) for c in original.columns if str(c) in shared]:
-        column = columns[name]
-        old_col, new_col = left[name], right[name]
-        for position in np.flatnonzero(_maybe_changed(old_col, new_col)):
-            uid = right.index[position]
-            old, new = old_col.iloc[position], new_col.iloc[position]
-            if _same_cell(old, new, column):
-                continue
-            cell, problem = _changed_cell(uid, column, old, new, labels)
-            if problem:
-                problems.append(f"uid {uid!r}, column {name!r}: {problem}")
-                plan.invalid.append((uid, name, old, new))
-            elif cell is not None:
-                found[(uid, name)] = cell
 
     # New records: every filled cell of the row, sent with add.
-    positions = [i for i, key in enumerate(edited_keys) if key is None]
-    added = edited.iloc[positions]
+    added = edited.iloc[[i for i, key in enumerate(edited_keys) if key is None]]
     new_rows = list(zip(added.index, added.itertuples(index=False), strict=True))
     if new_rows and not allow_add:
         names = ", ".join(repr(str(label)) for label, _ in new_rows[:10])
         problems.append(f"edited: new rows ({names}) need allow_add=True to be added")
     elif new_rows:
-        plan.adds = _plan_adds(
-            new_rows, [str(c) for c in edited.columns], columns, labels, problems, defs
-        )
+        names = [str(c) for c in edited.columns]
+        plan.adds = _plan_adds(new_rows, names, columns, labels, problems, defs)
 
     if check_rows and problems:
         raise InvalidInput("nothing was sent; fix these first", problems)
-
-    # Order: by uid, then in the column order of the original frame.
-    order = {str(c): i for i, c in enumerate(original.columns)}
-    cells = sorted(found.values(), key=lambda c: (_natural(c.uid), order[c.field]))
-    for cell in cells:
-        if (cell.uid, cell.field) in excluded or (cell.uid, None) in excluded:
-            cell.status, cell.error = "skipped", "excluded"
-    plan.cells = cells
-    for record in plan.adds:
-        if (record.key, None) in excluded:
-            record.status, record.error = "skipped", "excluded"
     if allow_delete:
-        plan.deletes = sorted(gone, key=_natural)
+        plan.deletes = gone
     else:
-        plan.missing = sorted(gone, key=_natural)
+        plan.missing = gone
+    _mark_excluded(plan, _exclusions(exclude))
     return plan
 
 
@@ -1279,26 +1302,19 @@ def _run_plan(
 
 def _without(plan: _Plan, exclude: Any) -> _Plan:
     """A fresh copy of a dry run's plan, minus the excluded cells, records and deletes."""
-    excluded = _exclusions(exclude)
     fresh = _Plan(plan.service, language=plan.language, missing=list(plan.missing))
     for cell in plan.cells:
         copy = replace(cell, status="planned", error=None, server=None, before=None)
-        if (
-            cell.status == "skipped"
-            or {(cell.uid, cell.field), (cell.uid, None)} & excluded
-        ):
-            copy.status, copy.error = "skipped", cell.error or "excluded"
+        if cell.status == "skipped":
+            copy.status, copy.error = "skipped", cell.error
         fresh.cells.append(copy)
     for record in plan.adds:
-        values = {
-            k: v for k, v in record.values.items() if (record.key, k) not in excluded
-        }
-        shown = {k: v for k, v in record.shown.items() if k in values}
-        copy = _NewRecord(record.key, values, shown)
-        if record.status == "skipped" or (record.key, None) in excluded or not values:
-            copy.status, copy.error = "skipped", "excluded"
+        copy = _NewRecord(record.key, dict(record.values), dict(record.shown))
+        if record.status == "skipped":
+            copy.status, copy.error = "skipped", record.error
         fresh.adds.append(copy)
-    fresh.deletes = [u for u in plan.deletes if (u, None) not in excluded]
+    fresh.deletes = list(plan.deletes)
+    _mark_excluded(fresh, _exclusions(exclude))
     return fresh
 
 
