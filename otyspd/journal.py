@@ -247,7 +247,7 @@ class WriteReport:
         self.timings = timings
         self.run_id = run_id
         self.frame = self._build_frame(deleted)
-        self.journal = [] if dry_run else self._journal_entries(deleted)
+        self.journal = list(run.entries)
         counts = self.frame["status"].value_counts()
         self.counts = {s: int(counts[s]) for s in STATUSES if s in counts.index}
 
@@ -278,49 +278,6 @@ class WriteReport:
         columns = ["uid", "field", "old", "new", "status", "error", "server"]
         frame = pd.DataFrame(rows, columns=columns, dtype=object)
         return frame.astype({"uid": "string", "field": "string", "status": "string"})
-
-    def _journal_entries(self, deleted: dict[str, tuple]) -> list[dict]:
-        entries = []
-        for c in self._plan.cells:
-            if c.status in ("written", "unknown"):
-                entry = journal_entry(
-                    self.run_id,
-                    self.service,
-                    "update",
-                    c.uid,
-                    c.field,
-                    c.column.kind,
-                    c.before,
-                    c.new_wire,
-                )
-                entries.append({**entry, "status": c.status, "error": c.error})
-        for r in self._plan.adds:
-            if r.status in ("added", "unknown"):
-                entry = journal_entry(
-                    self.run_id,
-                    self.service,
-                    "add",
-                    r.uid or r.key,
-                    RECORD,
-                    "record",
-                    None,
-                    r.values,
-                )
-                entries.append({**entry, "status": r.status, "error": r.error})
-        for uid, (status, error) in deleted.items():
-            if status != "failed":
-                entry = journal_entry(
-                    self.run_id,
-                    self.service,
-                    "delete",
-                    uid,
-                    RECORD,
-                    "record",
-                    None,
-                    None,
-                )
-                entries.append({**entry, "status": status, "error": error})
-        return entries
 
     # ---- reading the report ----
 

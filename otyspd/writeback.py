@@ -883,6 +883,13 @@ class _Run:
     batch_size: int = DEFAULT_BATCH_SIZE
     progress: bool | None = None
     journal: Journal | None = None
+    entries: list[dict] = field(default_factory=list)  # outcomes, for the report
+
+    def log(self, entries: list[dict]) -> None:
+        """Keep the outcome entries and append every entry to the journal file."""
+        self.entries += [e for e in entries if e["status"] != "sending"]
+        if self.journal is not None:
+            self.journal.write(entries)
 
 
 def _batches(items: list, size: int) -> Iterable[list]:
@@ -1111,9 +1118,7 @@ def _send_deletes(
             entry = journal_entry(
                 run_id, plan.service, "delete", uid, RECORD, "record", None, None
             )
-            run.journal and run.journal.write(
-                [{**entry, "status": status, "error": error}]
-            )
+            run.log([{**entry, "status": status, "error": error}])
         bar.update(len(batch))
     return outcome
 
@@ -1147,8 +1152,6 @@ def _verify_deletes(
 def _journal_cells(
     run: _Run, service: str, cells: list[_Cell], run_id: str, status: str | None = None
 ) -> None:
-    if run.journal is None:
-        return
     entries = []
     for cell in cells:
         entry = journal_entry(
@@ -1168,18 +1171,16 @@ def _journal_cells(
                 "error": None if status else cell.error,
             }
         )
-    run.journal.write(entries)
+    run.log(entries)
 
 
 def _journal_record(
     run: _Run, service: str, uid: str, op: str, record: _NewRecord, run_id: str
 ) -> None:
-    if run.journal is None:
-        return
     entry = journal_entry(
         run_id, service, op, uid, RECORD, "record", None, record.values
     )
-    run.journal.write([{**entry, "status": record.status, "error": record.error}])
+    run.log([{**entry, "status": record.status, "error": record.error}])
 
 
 def _execute(session: Any, plan: _Plan, run: _Run, *, dry_run: bool) -> WriteReport:

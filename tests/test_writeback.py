@@ -146,7 +146,7 @@ def test_c17_only_the_edited_field_is_sent_and_a_colleagues_edit_survives(
     edited["Person.phoneMobile"] = edited["Person.phoneMobile"].astype(object)
     edited.loc[uid, "Person.phoneMobile"] = np.nan  # NaN vs NaN: no change
     edited.loc[uid, "Person.firstName"] = "Bea"
-    report = writeback.write_back(session, SERVICE, original, edited)
+    report = session.write_back("Candidate", original, edited)
 
     assert spy.updates() == {uid: {"Person": {"firstName": "Bea"}}}
     assert report.counts == {"written": 1}
@@ -356,7 +356,7 @@ def test_a_dry_run_writes_nothing_and_its_plan_applies_minus_exclusions(
     edited["personalNr"] = ["D1", "D2"]
     edited.loc[uids[1], "Person.firstName"] = "Dry"
     before = {verb: calls(srv, verb) for verb in ("update", "add", "delete")}
-    plan = writeback.write_back(session, SERVICE, original, edited, dry_run=True)
+    plan = session.write_back("Candidate", original, edited, dry_run=True)
     assert {verb: calls(srv, verb) for verb in before} == before
     assert plan.counts == {"planned": 3}
     assert plan.payloads == {
@@ -427,7 +427,7 @@ def test_text_equal_in_nfc_and_five_against_five_point_zero_are_no_change(
     edited.loc[uid, "Person.firstName"] = unicodedata.normalize("NFD", "Zo\u00eb")
     edited["userId"] = edited["userId"].astype("float64")
     assert edited.loc[uid, "Person.firstName"] != original.loc[uid, "Person.firstName"]
-    assert writeback.diff(session, SERVICE, original, edited).empty
+    assert session.diff("Candidate", original, edited).empty
     before = srv.stats["calls"].copy()
     report = writeback.write_back(session, SERVICE, original, edited)
     assert report.counts == {}
