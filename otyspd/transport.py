@@ -728,14 +728,25 @@ class Transport:
             done, generation = self._multi_request(part, language, idempotent, keyed)
             results.update(done)
             generations.append(generation)
+        # A session can run out in the middle of a batch, and again in the middle of
+        # the repeat: log in again while each round lets more calls through.
         refused = [item for item in valid if is_session_error(results[item[0]].error)]
-        if refused:
+        while refused:
             self._relogin(min(generations))
+            generations = []
             for start in range(0, len(refused), chunk):
                 part = refused[start : start + chunk]
-                results.update(
-                    self._multi_request(part, language, idempotent, keyed)[0]
+                done, generation = self._multi_request(
+                    part, language, idempotent, keyed
                 )
+                results.update(done)
+                generations.append(generation)
+            still = [
+                item for item in refused if is_session_error(results[item[0]].error)
+            ]
+            if len(still) >= len(refused):
+                break
+            refused = still
 
         if keyed:
             return {key: results[key] for key, _ in items}
