@@ -32,6 +32,15 @@ Rows and records:
 - A row of ``original`` missing from ``edited`` is deleted only with
   ``allow_delete=True``; otherwise it is reported as ``skipped`` and left alone.
 - Columns of ``original`` missing from ``edited`` are not touched.
+
+Other choices:
+
+- A dry run reads the server's current values (so its plan already leaves out
+  conflicts and cells the server holds) but sends no write.
+- Changed text is sent in NFC; a cleared cell is sent as null, never as NaN.
+- Naive datetimes are taken as server time (Europe/Amsterdam).
+- An ``add`` that gets no answer is never repeated: it is reported as
+  ``unknown``, since only a look at the server can tell whether it landed.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InvalidInput, NotFound, OtysError, TransportError
+from .errors import InvalidInput, NotFound, OtysError
 from .frames import nest_changes
 from .journal import RECORD, STATUSES, Journal, WriteReport, journal_entry, undo_journal
 from .progress import progress_bar
@@ -1018,7 +1027,7 @@ def _send_updates(
         calls = [(f"{plan.service}.update", [uid, payloads[uid]]) for uid in batch]
         try:
             results = session.multi(calls, idempotent=False, chunk=len(calls))
-        except (TransportError, OSError) as exc:
+        except (OtysError, OSError) as exc:  # no usable answer: outcome unknown
             log.warning("an update batch got no answer (%s); reading it back", exc)
             stopped = not _verify_batch(
                 session, plan.service, batch_cells, run, str(exc)
@@ -1081,7 +1090,7 @@ def _send_adds(session: Any, plan: _Plan, run: _Run, bar: Any, run_id: str) -> N
         calls = [(f"{plan.service}.add", [nest_changes(r.values)]) for r in batch]
         try:
             results = session.multi(calls, idempotent=False, chunk=len(calls))
-        except (TransportError, OSError) as exc:
+        except (OtysError, OSError) as exc:  # no usable answer: outcome unknown
             for record in batch:
                 record.status = "unknown"
                 record.error = f"no answer ({exc}); it may have been added: look before adding again"
@@ -1111,7 +1120,7 @@ def _send_deletes(
                 outcome[uid] = (
                     ("deleted", None) if ok else ("failed", _error_text(result.error))
                 )
-        except (TransportError, OSError) as exc:
+        except (OtysError, OSError) as exc:  # no usable answer: outcome unknown
             outcome.update(_verify_deletes(session, plan.service, batch, str(exc)))
         for uid in batch:
             status, error = outcome[uid]
@@ -1208,6 +1217,15 @@ def _execute(session: Any, plan: _Plan, run: _Run, *, dry_run: bool) -> WriteRep
                 _send_adds(session, plan, run, bar, run_id)
                 deleted = _send_deletes(session, plan, run, bar, run_id)
     timings = {"check": checked - started, "total": time.perf_counter() - started}
+    log.info(
+        "%s %s: %d cells, %d new and %d deleted records in %.1f s",
+        "planned" if dry_run else "wrote",
+        plan.service,
+        len(plan.cells),
+        len(plan.adds),
+        len(plan.deletes),
+        timings["total"],
+    )
     # New records are listed under their row label in edited ("new1"), before updates.
     for record in plan.adds:
         if record.status != "skipped":
