@@ -480,3 +480,27 @@ def test_a_frame_read_in_english_is_written_with_english_labels(
     report = writeback.write_back(session, SERVICE, original, edited)
     assert report.counts == {"written": 1}
     assert srv.get(SERVICE, uid)["statusId"] == (4 if target == "Placed" else 2)
+
+
+def test_read_only_fields_from_the_field_definitions_are_refused(
+    srv, session, fresh_uids
+):
+    (uid,) = take(fresh_uids, 1)
+    frame = session.read_list("Candidate", ["entryDateTime", "internalId", "age"])
+    original = frame.loc[[uid]]
+    edited = original.copy()
+    edited.loc[uid, "entryDateTime"] = pd.Timestamp(
+        "2020-01-01 10:00", tz="Europe/Amsterdam"
+    )
+    edited.loc[uid, "internalId"] = 1
+    edited.loc[uid, "age"] = 20
+    before = calls(srv, "update")
+    with pytest.raises(InvalidInput) as caught:
+        session.write_back("Candidate", original, edited)
+    assert [p.split(": ", 1)[0] for p in caught.value.problems] == [
+        f"uid '{uid}', column 'entryDateTime'",
+        f"uid '{uid}', column 'internalId'",
+        f"uid '{uid}', column 'age'",
+    ]
+    assert "not updatable" in caught.value.problems[0]
+    assert calls(srv, "update") == before
