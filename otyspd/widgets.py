@@ -600,7 +600,8 @@ class Explorer(_Form):
                 return float(text)
         except ValueError:
             raise InvalidInput(
-                f"{field!r} is a number field; {text!r} is not a {kind}"
+                f"{field!r} is a number field; {text!r} is not "
+                + ("a whole number" if kind == "integer" else "a number")
             ) from None
         if kind == "boolean":
             lowered = text.lower()

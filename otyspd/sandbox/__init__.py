@@ -75,7 +75,9 @@ Conditions: null, a bare COND, or nested AND/OR groups; operators EQ NE GE GT
 LE LT T F LIKE NLIKE. LIKE takes ``%`` and ``_`` and a backslash escape, and is
 case-insensitive; string EQ is too (as MySQL's default collation). ``GT ''``
 and ``NE ''`` mean "not empty", ``EQ ''`` "empty"; ``EQ``/``NE`` with a list
-mean "any of"/"none of"; ``EQ null`` is "is null". Datetime params are ISO UTC
+mean "any of"/"none of"; ``EQ null`` is "is null". ``T`` matches true flags
+only; ``F`` matches false and empty ones (a flag never set reads as "no" in
+the OTYS screens; the real server's choice is not documented). Datetime params are ISO UTC
 (``2025-07-31T22:00:00.000Z``) or ``YYYY-MM-DD HH:MM:SS`` Amsterdam time; a date
 field given an ISO instant takes its Amsterdam date. Option collections filter
 with EQ/NE on option ids (contains any of / none of).
