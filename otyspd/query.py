@@ -93,7 +93,13 @@ def json_value(value: Any, *, where: str = "condition") -> Any:
         value = value.to_pydatetime()
     if isinstance(value, dt.datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=SERVER_TZ)
-        utc = aware.astimezone(dt.timezone.utc)
+        try:
+            utc = aware.astimezone(dt.timezone.utc)
+        except (OverflowError, ValueError):
+            raise InvalidInput(
+                f"{where}: {value!r} cannot be sent: it lies outside the years "
+                "a UTC instant can hold"
+            ) from None
         return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -516,7 +522,7 @@ def normalize_what(what: Any, field_defs: Mapping[str, Any] | None = None) -> li
         clean.append(p)
     if not clean:
         problems.append("no fields asked; name at least one field besides uid")
-    known = set(clean)
+    known = {*clean, "uid"}  # uid is always read, so it is never a parent
     for p in clean:
         parts = p.split(".")
         for i in range(1, len(parts)):

@@ -543,9 +543,12 @@ def _same_cell(old: Any, new: Any, column: _Column) -> bool:
         return canonical(old, kind, lenient=True) == canonical(new, kind)
     except _Bad:
         try:
-            return bool(old == new)
+            same = old == new
         except (TypeError, ValueError):
             return False
+        # Only a plain truth value counts: a numpy scalar compared with a list gives
+        # an array, and [True] would pass for True and the edit be dropped unseen.
+        return isinstance(same, (bool, np.bool_)) and bool(same)
 
 
 class _Labels:
