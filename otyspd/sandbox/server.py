@@ -15,6 +15,7 @@ import random
 import secrets
 import socket
 import string
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -380,6 +381,13 @@ class _Server(ThreadingHTTPServer):
         with self._open_lock:
             self._open.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away (or a connection cut by stop()) is not a server
+        # fault: no traceback on stderr for it.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         with self._open_lock:
