@@ -192,7 +192,7 @@ def main() -> None:
     print()
 
     # 1. round trips ------------------------------------------------------------------
-    box = ChildSandbox(records=20_000, seed=1, latency=LATENCY, rate_limit=0)
+    box = ChildSandbox(records=20_000, seed=1, latency=LATENCY, rate_limit=None)
     try:
         before = box.requests()
         plain, t_plain = timed(lambda: plain_loop(box.url, box.api_key))
@@ -206,6 +206,15 @@ def main() -> None:
                 lambda: session.read_list("Candidate", FIELDS, progress=False)
             )
         n_ours = box.requests() - before
+        before = box.requests()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", otyspd.UnknownOptionWarning)
+            big, t_big = timed(
+                lambda: session.read_list(
+                    "Candidate", FIELDS, progress=False, page_size=1000
+                )
+            )
+        n_big = box.requests() - before
         session.close()
     finally:
         box.stop()
@@ -217,12 +226,19 @@ def main() -> None:
         f"   (b) read_list (defaults)        : {t_ours:6.2f} s  {n_ours:4d} HTTP requests  {len(ours)} rows"
     )
     print(
-        f"   ratio: read_list is {t_plain / t_ours:.1f}x faster (target: at least 4x)"
+        f"   (c) read_list, page_size=1000   : {t_big:6.2f} s  {n_big:4d} HTTP requests  {len(big)} rows"
+    )
+    print(
+        f"   ratio: read_list is {t_plain / t_ours:.1f}x faster with its defaults, "
+        f"{t_plain / t_big:.1f}x with pages of 1000 (target: at least 4x)"
+    )
+    print(
+        "   both pay the sandbox's own time per row; read_list saves the waiting per request"
     )
     print()
 
     # 2. conversion --------------------------------------------------------------------
-    box = ChildSandbox(records=100_000, seed=2, latency=0.0, rate_limit=0)
+    box = ChildSandbox(records=100_000, seed=2, latency=0.0, rate_limit=None)
     try:
         session = connect(box)
         what = otyspd.query.what_from_paths(FIELDS)
