@@ -467,6 +467,15 @@ def test_sandbox_condition_and_sort_reach_the_server(srv):
     )
     assert set(df["statusId"]) <= {1, 2} and len(df) > 0
     assert df["entryDateTime"].is_monotonic_decreasing
+    import datetime as dt
+
+    since = session.read_list(
+        "Candidate", ["entryDateTime"], F("entryDateTime") >= dt.datetime(2024, 1, 1)
+    )
+    assert len(since) > 0
+    assert since["entryDateTime"].min() >= pd.Timestamp(
+        "2024-01-01", tz="Europe/Amsterdam"
+    )
     with pytest.raises(InvalidInput, match="not a field"):
         session.read_list("Candidate", ["nope"])
 
