@@ -122,6 +122,7 @@ class Table:
         self.options = OPTIONS[schema.name]
         self.uid_is_int = schema.by_name["uid"].type == "integer"
         self._plans: dict[tuple, tuple] = {}
+        self._option_sets: dict[tuple, Any] = {}
         self._counts: dict[tuple, tuple[int, int]] = {}
 
     # ---- columns ------------------------------------------------------------
@@ -268,10 +269,11 @@ class Table:
 
     def render(self, row: tuple, selection: Selection, language: str) -> dict:
         """One stored row as the nested dict OWS sends."""
+        return self._render(row, self._plan(selection, language))
+
+    def _render(self, row: tuple, plan: tuple[list, list, list]) -> dict:
         out: dict[str, Any] = {}
-        for parents, leaf, convert, value in zip(
-            *self._plan(selection, language), row[2:], strict=True
-        ):
+        for parents, leaf, convert, value in zip(*plan, row[2:], strict=True):
             node = out
             for part in parents:
                 node = node.setdefault(part, {})
@@ -288,17 +290,29 @@ class Table:
                 *path, leaf = f.name.split(".")
                 parents.append(tuple(path))
                 leaves.append(leaf)
-                plain = f.type in ("string", "text", "integer", "float") or (
-                    f.type == "date" and (self.name, f.name) not in ZERO_DATES
-                )
-                if plain and f.name != "uid" and (self.name, f.name) not in _COMPUTED:
-                    converters.append(None)
-                else:
-                    converters.append(
-                        lambda value, row, f=f: self.wire_value(f, value, row, language)
-                    )
+                converters.append(self._converter(f, language))
             plan = self._plans[key] = (parents, leaves, converters)
         return plan
+
+    def _converter(self, f: FieldDef, language: str) -> Any:
+        """The function that turns one stored value of ``f`` into its wire form.
+
+        Chosen once per field and language, so that rendering a page does no
+        per-cell dispatch; None means the stored value goes out as it is.
+        """
+        key = (self.name, f.name)
+        plain = f.type in ("string", "text", "integer", "float") or (
+            f.type == "date" and key not in ZERO_DATES
+        )
+        if plain and f.name != "uid" and key not in _COMPUTED:
+            return None
+        if f.type == "datetime" and key not in ZERO_DATES:
+            return lambda value, row: (
+                None if value is None else values.format_epoch(value)
+            )
+        if f.type == "boolean" and key not in WIRE:
+            return lambda value, row: None if value is None else bool(value)
+        return lambda value, row: self.wire_value(f, value, row, language)
 
     def wire_value(self, f: FieldDef, value: Any, row: tuple, language: str) -> Any:
         """A stored value as sent on the wire (types, PHP habits, labels)."""
@@ -332,6 +346,18 @@ class Table:
         return value
 
     def _collection_out(self, f: FieldDef, value: Any, language: str) -> Any:
+        if f.name in _OPTION_COLLECTIONS and value:
+            # Few distinct option sets recur on every page: render each once.
+            cache_key = (f.name, value, language)
+            cached = self._option_sets.get(cache_key)
+            if cached is None:
+                cached = self._option_sets[cache_key] = self._render_collection(
+                    f, value, language
+                )
+            return dict(cached) if cached else []
+        return self._render_collection(f, value, language)
+
+    def _render_collection(self, f: FieldDef, value: Any, language: str) -> Any:
         data = json.loads(value) if value else None
         if f.name in _OPTION_COLLECTIONS:
             labels = self.options[f.name]
@@ -396,7 +422,8 @@ class Table:
         )
         rows = self.store.all(sql, (*params, limit, offset))
         total = self.count(where, params) if args.get("getTotalCount") else None
-        return [self.render(r, selection, language) for r in rows], total
+        plan = self._plan(selection, language)
+        return [self._render(r, plan) for r in rows], total
 
     def count(self, where: str, params: list) -> int:
         """COUNT(*) of a condition, remembered until the database next changes."""

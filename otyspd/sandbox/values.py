@@ -95,11 +95,30 @@ def to_date(value: Any) -> str | None:
     return instant.astimezone(AMSTERDAM).date().isoformat()
 
 
+_EPOCH = dt.datetime(1970, 1, 1)
+_OFFSETS: dict[int, int] = {}
+
+
+def _amsterdam_offset(value: int) -> int:
+    """Amsterdam's UTC offset in seconds at epoch second ``value``.
+
+    Offsets change only on whole UTC hours, so one look-up per hour serves every
+    second in it; a page of datetimes then costs a few zone look-ups, not one each.
+    """
+    hour = value // 3600
+    offset = _OFFSETS.get(hour)
+    if offset is None:
+        instant = dt.datetime.fromtimestamp(hour * 3600, AMSTERDAM)
+        offset = _OFFSETS[hour] = int(instant.utcoffset().total_seconds())
+    return offset
+
+
 def format_epoch(value: int | None) -> str | None:
     """UTC epoch seconds as Amsterdam wall-clock text."""
     if value is None:
         return None
-    return dt.datetime.fromtimestamp(value, AMSTERDAM).strftime("%Y-%m-%d %H:%M:%S")
+    local = _EPOCH + dt.timedelta(seconds=value + _amsterdam_offset(value))
+    return local.isoformat(" ")
 
 
 def to_bool(value: Any) -> int | None:
