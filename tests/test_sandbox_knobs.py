@@ -125,10 +125,17 @@ def _timed_pair(srv, same_session: bool) -> float:
 
 
 def test_requests_of_one_session_are_served_one_at_a_time(make_sandbox):
-    srv = make_sandbox(latency=0.3)
+    srv = make_sandbox(work=0.3)
     assert _timed_pair(srv, same_session=True) >= 0.6
     assert _timed_pair(srv, same_session=False) < 0.55
     srv.configure(serialize_sessions=False)
+    assert _timed_pair(srv, same_session=True) < 0.55
+
+
+def test_latency_is_network_time_that_one_sessions_requests_wait_out_together(
+    make_sandbox,
+):
+    srv = make_sandbox(latency=0.3)
     assert _timed_pair(srv, same_session=True) < 0.55
 
 

@@ -131,6 +131,9 @@ give end in "(simulated message)")
 - The rate limit counts HTTP requests (a MultiService batch is one) per API
   key in a sliding window; a refused request (HTTP 429 with ``Retry-After``)
   does not count. The ``X-Orl-*`` headers are sent while the limit is on.
+- ``latency`` is network time, outside any lock; ``work`` is server time
+  spent under the session's lock, so with ``serialize_sessions`` (PHP's
+  session lock) one session's requests are worked on one at a time.
 - Session lifetime counts from the last use (inactivity). With
   ``expire_after_calls=N`` the N+1st authenticated call fails; every call in a
   MultiService batch counts.
@@ -182,13 +185,15 @@ def serve(
         api_key: the key ``loginByUid`` accepts; random when None (read ``.api_key``).
         records: number of candidates to seed (other services scale with it).
         seed: seed of the generated data; the same seed gives the same data.
-        latency: seconds added to every request.
+        latency: seconds added to every request, as network time: requests of
+            one session wait it out side by side.
         rate_limit: requests per 60 s per API key; None switches the limit off.
         db: SQLite file to keep the data in (reused as it is if already seeded);
             None keeps it in memory.
         username, password: for the field definition pages (password random if None).
         host: interface to listen on; only loopback unless you ask.
-        **knobs: any of ``DEFAULT_KNOBS`` (session_lifetime, expire_after_calls,
+        **knobs: any of ``DEFAULT_KNOBS`` (work: seconds of server time per
+            request, spent under the session's lock; session_lifetime, expire_after_calls,
             serialize_sessions, fault_seed, fault_rate, drop_rate, malformed_rate,
             fault_after_write, fault_methods, churn, rate_window, max_upload_bytes).
 

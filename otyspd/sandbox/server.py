@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 #: Knobs and their defaults; ``Sandbox.configure`` accepts exactly these names.
 DEFAULT_KNOBS: dict[str, Any] = {
     "latency": 0.0,
+    "work": 0.0,
     "rate_limit": 350,
     "rate_window": 60.0,
     "session_lifetime": None,
@@ -162,6 +163,9 @@ class Sandbox:
         for name in ("fault_rate", "drop_rate", "malformed_rate"):
             if name in knobs and not 0 <= float(knobs[name]) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {knobs[name]!r}")
+        for name in ("latency", "work"):
+            if name in knobs and not float(knobs[name]) >= 0:
+                raise ValueError(f"{name} must be seconds >= 0, got {knobs[name]!r}")
         churn_spec = knobs.get("churn")
         if churn_spec is not None and (
             not isinstance(churn_spec, dict)
@@ -602,11 +606,14 @@ class _Handler(BaseHTTPRequestHandler):
             if session is not None and sb.knobs["serialize_sessions"]
             else None
         )
+        # Latency stands for the network, which PHP's session lock does not cover.
+        if sb.knobs["latency"]:
+            time.sleep(float(sb.knobs["latency"]))
         if lock is not None:
             lock.acquire()
         try:
-            if sb.knobs["latency"]:
-                time.sleep(float(sb.knobs["latency"]))
+            if sb.knobs["work"]:
+                time.sleep(float(sb.knobs["work"]))
             payload = self._answer(request) if run_first else None
         finally:
             if lock is not None:
