@@ -211,7 +211,7 @@ def main() -> None:
             warnings.simplefilter("ignore", otyspd.UnknownOptionWarning)
             big, t_big = timed(
                 lambda: session.read_list(
-                    "Candidate", FIELDS, progress=False, page_size=1000
+                    "Candidate", FIELDS, progress=False, page_size=200, batch=10
                 )
             )
         n_big = box.requests() - before
@@ -226,11 +226,11 @@ def main() -> None:
         f"   (b) read_list (defaults)        : {t_ours:6.2f} s  {n_ours:4d} HTTP requests  {len(ours)} rows"
     )
     print(
-        f"   (c) read_list, page_size=1000   : {t_big:6.2f} s  {n_big:4d} HTTP requests  {len(big)} rows"
+        f"   (c) read_list, pages of 200     : {t_big:6.2f} s  {n_big:4d} HTTP requests  {len(big)} rows"
     )
     print(
         f"   ratio: read_list is {t_plain / t_ours:.1f}x faster with its defaults, "
-        f"{t_plain / t_big:.1f}x with pages of 1000 (target: at least 4x)"
+        f"{t_plain / t_big:.1f}x with the plain 200-row pages (target: at least 4x with the defaults)"
     )
     print(
         "   both pay the sandbox's own time per row; read_list saves the waiting per request"

@@ -181,7 +181,10 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
         "--limit", type=int, default=None, help="write at most this many rows"
     )
     p.add_argument(
-        "--page-size", type=int, default=200, help="rows per page (default 200)"
+        "--page-size",
+        type=int,
+        default=None,
+        help="rows per page (default: the largest the server serves, up to 1000)",
     )
     p.add_argument(
         "--no-labels", action="store_true", help="write option ids, not labels"
@@ -230,7 +233,7 @@ def _run_export(args: argparse.Namespace) -> int:
                     sort=sort,
                     limit=args.limit,
                     labels=not args.no_labels,
-                    page_size=args.page_size,
+                    **({"page_size": args.page_size} if args.page_size else {}),
                 )
     except otyspd.OtysError as exc:
         print(f"otyspd export: {exc}", file=sys.stderr)

@@ -76,8 +76,13 @@ log = logging.getLogger(__name__)
 #: Rows per list request the server serves, without and with ``excludeLimitCheck``.
 SERVER_PAGE = 200
 EXCLUDED_PAGE = 1000
-#: Pages per MultiService request after the first page.
-DEFAULT_BATCH = 10
+#: Rows asked per page by default: the largest page the server serves. OTYS's
+#: own clients ask up to 1000 with ``excludeLimitCheck``; a server that serves
+#: fewer is followed, since the real page size is learnt from the first page.
+DEFAULT_PAGE = EXCLUDED_PAGE
+#: Pages per MultiService request after the first page (about 5,000 rows a request
+#: at the default page size, which keeps each answer well inside the timeout).
+DEFAULT_BATCH = 5
 #: Rows converted at once by read_list (a few pages: fewer, larger conversions).
 CONVERT_ROWS = 2000
 #: Recently read uids kept to find the read position again after deletions.
@@ -190,7 +195,7 @@ def _plan(
     cond = query.compile_condition(condition, defs)
     order = query.compile_sort(sort, defs)
 
-    page_size = _whole(options.get("page_size", SERVER_PAGE), "page_size", 1)
+    page_size = _whole(options.get("page_size", DEFAULT_PAGE), "page_size", 1)
     batch = _whole(options.get("batch", DEFAULT_BATCH), "batch", 1)
     offset = _whole(options.get("offset", 0), "offset", 0)
     page_retries = _whole(options.get("page_retries", 3), "page_retries", 0)
@@ -732,9 +737,9 @@ def read_list(
         labels: True shows option fields as labels (categorical); False keeps
             the ids; a list names the columns to label.
         progress: draw a progress bar (default: when someone is watching).
-        **options: ``page_size`` (default 200; larger sends
+        **options: ``page_size`` (default 1000; above 200 it sends
             ``excludeLimitCheck``, at most 1000), ``batch`` (pages per request,
-            default 10), ``offset`` (resume from here), ``strict`` (raise
+            default 5), ``offset`` (resume from here), ``strict`` (raise
             DriftError instead of warning), ``types`` ({path: field type}),
             ``page_retries`` (default 3), ``max_pages`` (a hard stop).
 

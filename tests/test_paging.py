@@ -236,7 +236,7 @@ def test_c16_a_page_that_keeps_failing_raises_with_partial_rows_and_resume_offse
     server = ListServer(1000, cap=200)
     server.failing = {398: 99}
     with pytest.raises(IncompleteRead, match="offset 399") as info:
-        read_list(server, "Candidate", WHAT, batch=1, page_retries=2)
+        read_list(server, "Candidate", WHAT, page_size=200, batch=1, page_retries=2)
     err = info.value
     assert err.resume_offset == 399 and err.expected == 1000
     assert uids(err.partial) == [r["uid"] for r in server.rows[:399]]
@@ -333,7 +333,7 @@ def test_bad_arguments_are_rejected_before_any_request():
 
 def test_iter_pages_yields_one_frame_per_page():
     server = ListServer(450)
-    frames = list(iter_pages(server, "Candidate", WHAT, labels=False))
+    frames = list(iter_pages(server, "Candidate", WHAT, labels=False, page_size=200))
     assert [len(f) for f in frames] == [200, 199, 51]  # pages overlap by one row
     assert all(f["statusId"].dtype == "Int64" for f in frames)
 
@@ -373,7 +373,14 @@ def test_a_failed_export_leaves_no_file(tmp_path):
     server = ListServer(450)
     server.failing = {199: 99}
     with pytest.raises(IncompleteRead):
-        export(server, "Candidate", WHAT, path=tmp_path / "x.csv", page_retries=0)
+        export(
+            server,
+            "Candidate",
+            WHAT,
+            path=tmp_path / "x.csv",
+            page_size=200,
+            page_retries=0,
+        )
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InvalidInput, match="must end in"):
         export(server, "Candidate", WHAT, path=tmp_path / "x.xlsx")
