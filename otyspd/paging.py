@@ -436,8 +436,11 @@ class _Pager:
                 page = _parse_page(results["page"].unwrap(), plan.offset)
                 break
             except (OtysError, ValueError) as exc:
-                if not _retryable(exc) or attempt >= plan.page_retries:
+                if not _retryable(exc):
                     raise
+                if attempt >= plan.page_retries:
+                    # Nothing read yet, but the caller still gets where to resume.
+                    raise _PageFailed(exc, self.position) from exc
                 attempt += 1
                 self.stats.retries += 1
                 log.warning("first page failed (%s); trying again (%d)", exc, attempt)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from otyspd.errors import (
+    BadRequest,
     DriftError,
     IncompleteRead,
     InvalidInput,
@@ -35,6 +36,7 @@ class ListServer:
         self.cap, self.excluded_cap = cap, excluded_cap
         self.before_page = None
         self.failing: dict[int, int] = {}
+        self.refuse = False
         self.served = 0
         self.requests = 0
         self.language_code = None
@@ -60,6 +62,8 @@ class ListServer:
         if self.before_page:
             self.before_page(page_no, self)
         offset = args["offset"]
+        if self.refuse:
+            raise BadRequest("Unknown field in condition (simulated)", code=-32602)
         if self.failing.get(offset, 0) > 0 or self.failing.get(-1, 0) > 0:
             key = offset if self.failing.get(offset, 0) > 0 else -1
             self.failing[key] -= 1
@@ -246,6 +250,29 @@ def test_c16_a_page_that_keeps_failing_raises_with_partial_rows_and_resume_offse
     rest = read_list(server, "Candidate", WHAT, offset=err.resume_offset)
     whole = pd.concat([err.partial, rest])
     assert uids(whole) == [r["uid"] for r in server.rows]
+
+
+def test_c16_a_first_page_that_keeps_failing_is_an_incomplete_read_from_the_start():
+    server = ListServer(300, cap=200)
+    server.failing = {0: 99}
+    with pytest.raises(IncompleteRead, match="offset 0") as info:
+        read_list(server, "Candidate", WHAT, page_retries=1)
+    err = info.value
+    assert err.resume_offset == 0 and len(err.partial) == 0
+    assert list(err.partial.columns) == list(
+        read_list(ListServer(1), "Candidate", WHAT)
+    )
+
+    server.failing = {}
+    assert len(read_list(server, "Candidate", WHAT, offset=err.resume_offset)) == 300
+
+
+def test_a_refused_first_page_is_the_servers_error_not_an_incomplete_read():
+    server = ListServer(300)
+    server.refuse = True
+    with pytest.raises(OwsError) as info:
+        read_list(server, "Candidate", WHAT)
+    assert not isinstance(info.value, IncompleteRead)
 
 
 def test_c16_a_failure_inside_a_batch_keeps_the_pages_before_it():
