@@ -138,7 +138,11 @@ class RateLimited(HTTPStatusError):
     """HTTP 429: too many requests. ``retry_after`` is in seconds, if the server said."""
 
     def __init__(
-        self, message: str, *, retry_after: float | None = None, method: str | None = None
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        method: str | None = None,
     ) -> None:
         self.retry_after = retry_after
         super().__init__(message, status=429, method=method)
@@ -147,7 +151,9 @@ class RateLimited(HTTPStatusError):
 class ProtocolError(TransportError, ValueError):
     """The body is not the JSON-RPC answer expected (HTML, truncated, null result)."""
 
-    def __init__(self, message: str, *, method: str | None = None, body: Any = None) -> None:
+    def __init__(
+        self, message: str, *, method: str | None = None, body: Any = None
+    ) -> None:
         self.excerpt = abbreviate(body) if body is not None else None
         super().__init__(message, method=method)
 
@@ -161,7 +167,9 @@ class OwsError(OtysError):
         method: the full method name that failed.
     """
 
-    def __init__(self, ows_message: str, *, code: Any = None, method: str | None = None) -> None:
+    def __init__(
+        self, ows_message: str, *, code: Any = None, method: str | None = None
+    ) -> None:
         self.code = code
         self.ows_message = redact(str(ows_message))
         self.method = method

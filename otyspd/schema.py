@@ -78,7 +78,9 @@ def short_service(service: str) -> str:
     ('CandidateService', 'CandidateService')
     """
     if not isinstance(service, str) or not service.strip():
-        raise InvalidInput(f"a service name must be a non-empty string, got {service!r}")
+        raise InvalidInput(
+            f"a service name must be a non-empty string, got {service!r}"
+        )
     name = service.strip()
     if name.startswith(_PREFIX):
         name = name[len(_PREFIX) :]
