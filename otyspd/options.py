@@ -305,8 +305,13 @@ def map_labels(
         else:
             out[label] = ids[0]
     if problems:
+        known = sorted({str(label) for label in mapping.values()})
+        shown = ", ".join(repr(k) for k in known[:12])
+        more = f" and {len(known) - 12} more" if len(known) > 12 else ""
         raise InvalidInput(
-            f"{column}: labels cannot be mapped back to option ids", problems
+            f"{column}: labels cannot be mapped back to option ids "
+            f"(the labels are {shown}{more})",
+            problems,
         )
     return out
 

@@ -192,7 +192,9 @@ def _plan(
     service = short_service(service)
     defs = _field_defs(session, service)
     paths = query.normalize_what(what, defs)
-    cond = query.compile_condition(condition, defs)
+    cond = labels_in_condition(
+        session, service, query.compile_condition(condition, defs), defs
+    )
     order = query.compile_sort(sort, defs)
 
     page_size = _whole(options.get("page_size", DEFAULT_PAGE), "page_size", 1)
@@ -249,6 +251,79 @@ def _whole(value: Any, name: str, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise InvalidInput(f"{name} must be a whole number >= {least}, got {value!r}")
     return value
+
+
+def _is_option_field(field: str, defs: dict | None) -> bool:
+    if defs:
+        f = defs.get(field)
+        return bool(getattr(f, "has_options", False)) and getattr(
+            f, "type", "string"
+        ) not in ("collection", "container")
+    return field in opt.WELL_KNOWN_OPTION_FIELDS
+
+
+def _label_params(cond: Any, defs: dict | None) -> set[str]:
+    """The option fields that a condition compares with text (perhaps a label)."""
+    if not isinstance(cond, dict):
+        return set()
+    if cond.get("type") != "COND":
+        found: set[str] = set()
+        for item in cond.get("items") or []:
+            found |= _label_params(item, defs)
+        return found
+    param = cond.get("param")
+    values = param if isinstance(param, list) else [param]
+    texts = any(isinstance(v, str) and v for v in values)
+    if (
+        cond.get("op") in ("EQ", "NE")
+        and texts
+        and _is_option_field(cond["field"], defs)
+    ):
+        return {cond["field"]}
+    return set()
+
+
+def _as_id(option_id: str, field: str, defs: dict | None) -> Any:
+    kind = getattr((defs or {}).get(field), "type", None)
+    numeric = option_id.isdigit() and (
+        option_id == "0" or not option_id.startswith("0")
+    )
+    if kind == "integer" or (kind is None and numeric):
+        return int(option_id)
+    return option_id
+
+
+def labels_in_condition(
+    session: Any, service: str, cond: Any, defs: dict | None
+) -> Any:
+    """Let a condition name an option by its label, as the frame shows it.
+
+    ``F("statusId") == "Actief"`` becomes the id of "Actief"; an id given as
+    text is kept. A label that is no option of the field, or the label of
+    several, is refused before any list call (one option-list call is made,
+    and cached, to know the labels).
+    """
+    fields = _label_params(cond, defs)
+    if not fields:
+        return cond
+    maps = opt.get_options(session, service, sorted(fields))
+
+    def rewrite(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        if node.get("type") != "COND":
+            return {**node, "items": [rewrite(i) for i in node.get("items") or []]}
+        field = node.get("field")
+        if field not in fields:
+            return node
+        param = node.get("param")
+        values = param if isinstance(param, list) else [param]
+        texts = [v for v in values if isinstance(v, str) and v]
+        ids = opt.map_labels(maps[field], texts, column=f"condition on {field}")
+        mapped = [_as_id(ids[v], field, defs) if v in ids else v for v in values]
+        return {**node, "param": mapped if isinstance(param, list) else mapped[0]}
+
+    return rewrite(cond)
 
 
 def _label_fields(
@@ -733,7 +808,9 @@ def read_list(
         what: dotted paths (``["Person.lastName", "statusId"]``) or an OWS
             ``what`` dict. ``uid`` is always read (it is the index).
         condition: ``F("statusId") == 3`` and friends, an OWS condition dict,
-            or ``{"field": value}`` (an AND of equalities).
+            or ``{"field": value}`` (an AND of equalities). An option field may
+            be compared with its label, as the frame shows it: ``F("statusId")
+            == "Actief"``.
         sort: ``["-entryDateTime"]`` or ``{"entryDateTime": "DESC"}``; ``uid``
             ascending is added so that pages are stable.
         limit: read at most this many rows.

@@ -514,6 +514,32 @@ def test_sandbox_condition_and_sort_reach_the_server(srv):
         session.read_list("Candidate", ["nope"])
 
 
+def test_sandbox_conditions_may_name_options_by_their_labels(srv):
+    from otyspd import F
+
+    session = connect(srv)
+    by_label = session.read_list(
+        "Candidate", ["statusId"], F("statusId").isin(["Actief", "Archief"])
+    )
+    by_id = session.read_list("Candidate", ["statusId"], F("statusId").isin([2, 6]))
+    assert list(by_label.index) == list(by_id.index) and len(by_id) > 0
+    assert set(by_label["statusId"]) == {"Actief", "Archief"}
+
+    # A text option id is kept as it is; its label works too.
+    nl = session.read_list("Candidate", ["uid"], F("Person.languageCode") == "nl")
+    dutch = session.read_list(
+        "Candidate", ["uid"], F("Person.languageCode") == "Nederlands"
+    )
+    assert list(nl.index) == list(dutch.index) and len(nl) > 0
+
+    requests = srv.stats["requests"]
+    with pytest.raises(InvalidInput, match="'Actif' is not a label") as info:
+        session.read_list("Candidate", ["statusId"], F("statusId") == "Actif")
+    assert "'Actief'" in str(info.value)
+    # refused before any list call (the option list was already cached)
+    assert srv.stats["requests"] == requests
+
+
 def test_sandbox_churn_loses_nothing_silently(srv):
     session = connect(srv)
     before = all_uids(session)
