@@ -12,14 +12,18 @@ still sees bad input and ``except TimeoutError`` still sees a timeout::
     │   ├── HTTPStatusError                 an HTTP status other than 200
     │   │   └── RateLimited                 HTTP 429, carries ``retry_after``
     │   └── ProtocolError (ValueError)      a body that is not the JSON-RPC we expect
+    │       └── SchemaDriftError            one field came in several shapes (frames)
     ├── OwsError                            the server answered with an error object
     │   ├── AccessDenied (PermissionError)  login failed, or a relogin did not help
     │   ├── NotFound (LookupError)          the record does not exist
     │   └── BadRequest (ValueError)         the server refused the input
     ├── IncompleteRead                      a paged read stopped; carries the rows so far
     ├── DriftError                          records moved while reading (strict mode)
-    ├── ConflictError                       the server changed a cell since it was read
     └── FileTransferError (OSError)         an upload or download could not complete
+
+Conflicts in a write-back are not raised: they are rows of its report, with
+status ``conflict``, so that the other changes still go through. Warnings
+(``DriftWarning``, ``UnknownOptionWarning``) report recoverable data problems.
 
 Messages never contain the API key or a session token: every message that
 quotes a server body goes through :func:`redact` first.
@@ -34,7 +38,6 @@ __all__ = [
     "AccessDenied",
     "BadRequest",
     "ConfigurationError",
-    "ConflictError",
     "DriftError",
     "FileTransferError",
     "HTTPStatusError",
@@ -218,14 +221,6 @@ class DriftError(OtysError):
 
     def __init__(self, message: str, *, frame: Any = None) -> None:
         self.frame = frame
-        super().__init__(message)
-
-
-class ConflictError(OtysError):
-    """A cell changed on the server since it was read; it was not overwritten."""
-
-    def __init__(self, message: str, *, conflicts: Any = None) -> None:
-        self.conflicts = conflicts
         super().__init__(message)
 
 
