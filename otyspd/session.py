@@ -28,6 +28,9 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import duplicates, files, paging, portal, writeback
+from . import fields as field_lists
+from . import options as option_lists
 from .errors import (
     ConfigurationError,
     InvalidInput,
@@ -260,6 +263,26 @@ def _timeout(value: Any) -> float | tuple[float, float]:
     raise ConfigurationError(
         f"timeout must be a number of seconds > 0 or a (connect, read) pair, got {value!r}"
     )
+
+
+def _documented_by(function: Any) -> Any:
+    """Give a Session method the full docstring of the module function it calls.
+
+    The work lives in one module per job, documented there once; the method
+    shows the same text in ``help(session.read_list)`` and Jupyter's ``?``.
+    Its own one-line docstring is kept when the function has none.
+    """
+
+    def decorate(method: Any) -> Any:
+        if function.__doc__:
+            # The function's own ``session`` argument is the method's ``self``.
+            lines = function.__doc__.splitlines()
+            method.__doc__ = "\n".join(
+                line for line in lines if not line.strip().startswith("session:")
+            )
+        return method
+
+    return decorate
 
 
 class Session:
@@ -536,6 +559,7 @@ class Session:
 
     # ---- reading -----------------------------------------------------------
 
+    @_documented_by(paging.read_list)
     def read_list(
         self,
         service: str,
@@ -552,7 +576,6 @@ class Session:
 
         >>> df = session.read_list("Candidate", ["uid", "Person.lastName"])
         """
-        from . import paging
 
         return paging.read_list(
             self,
@@ -566,6 +589,7 @@ class Session:
             **options,
         )
 
+    @_documented_by(paging.iter_pages)
     def iter_pages(
         self,
         service: str,
@@ -579,7 +603,6 @@ class Session:
         **options: Any,
     ):
         """Yield the list one DataFrame per page (memory stays bounded)."""
-        from . import paging
 
         return paging.iter_pages(
             self,
@@ -593,14 +616,15 @@ class Session:
             **options,
         )
 
+    @_documented_by(paging.read_detail)
     def read_detail(
         self, service: str, uid: str, what: Any, *, labels: bool = True
     ) -> pd.Series:
         """Read one record as a Series named by its uid."""
-        from . import paging
 
         return paging.read_detail(self, service, uid, what, labels=labels)
 
+    @_documented_by(paging.export)
     def export(
         self,
         service: str,
@@ -611,38 +635,37 @@ class Session:
         **options: Any,
     ):
         """Stream a list to a .parquet, .csv or .jsonl file, page by page."""
-        from . import paging
 
         return paging.export(self, service, what, condition, path=path, **options)
 
+    @_documented_by(option_lists.get_options)
     def options(self, service: str, fields: Any) -> dict[str, dict]:
         """Return the option lists (id -> label) of ``fields``, cached per language."""
-        from . import options
 
-        return options.get_options(self, service, fields)
+        return option_lists.get_options(self, service, fields)
 
     def field_defs(self, service: str) -> dict[str, Any] | None:
         """The field definitions of ``service`` by dotted name, or None when unknown."""
-        from . import fields
 
-        return fields.field_defs(self, service)
+        return field_lists.field_defs(self, service)
 
+    @_documented_by(field_lists.fields_frame)
     def fields(self, service: str) -> pd.DataFrame:
         """Return the field definitions of ``service`` as a DataFrame."""
-        from . import fields
 
-        return fields.fields_frame(self, service)
+        return field_lists.fields_frame(self, service)
 
     # ---- writing -----------------------------------------------------------
 
+    @_documented_by(writeback.diff)
     def diff(
         self, service: str, original: pd.DataFrame, edited: pd.DataFrame
     ) -> pd.DataFrame:
         """One row per changed cell: ``uid``, ``field``, ``old``, ``new``."""
-        from . import writeback
 
         return writeback.diff(self, service, original, edited)
 
+    @_documented_by(writeback.write_back)
     def write_back(
         self,
         service: str,
@@ -653,7 +676,6 @@ class Session:
         **options: Any,
     ):
         """Send the changed cells of ``edited`` to the server; return a WriteReport."""
-        from . import writeback
 
         return writeback.write_back(
             self, service, original, edited, dry_run=dry_run, **options
@@ -661,12 +683,13 @@ class Session:
 
     # ---- files, duplicates, portal ----------------------------------------
 
+    @_documented_by(files.upload)
     def upload(self, path_or_file: Any, name: str | None = None) -> dict:
         """Upload a file to the file service; return its ouid, name, mimeType and size."""
-        from . import files
 
         return files.upload(self, path_or_file, name=name)
 
+    @_documented_by(files.attach)
     def attach(
         self,
         entity: str,
@@ -677,39 +700,38 @@ class Session:
         **extra: Any,
     ) -> str:
         """Bind an uploaded file to a record's dossier; return the dossier item id."""
-        from . import files
 
         return files.attach(self, entity, uid, file, type_id, subject, **extra)
 
+    @_documented_by(files.document_types)
     def document_types(self) -> pd.DataFrame:
         """All document types of the client as a DataFrame."""
-        from . import files
 
         return files.document_types(self)
 
+    @_documented_by(files.documents)
     def documents(self, entity: str, uid: str) -> pd.DataFrame:
         """The documents attached to a record's dossier."""
-        from . import files
 
         return files.documents(self, entity, uid)
 
+    @_documented_by(files.download)
     def download(self, ouid: str, dest: Any, *, overwrite: bool = False) -> Any:
         """Download a file to ``dest`` (a folder or a file path); return the path."""
-        from . import files
 
         return files.download(self, ouid, dest, overwrite=overwrite)
 
+    @_documented_by(duplicates.duplicate_info)
     def duplicate_info(self, identifier: Any):
         """The merge history of a candidate (uid, internalId or personalNr)."""
-        from . import duplicates
 
         return duplicates.duplicate_info(self, identifier)
 
+    @_documented_by(portal.portal_link)
     def portal_link(
         self, webuser_uid: str, url: str, days: int = 7, domain: str | None = None
     ) -> str:
         """A hashed link that logs a web user in to an OTYS portal page."""
-        from . import portal
 
         return portal.portal_link(self, webuser_uid, url, days=days, domain=domain)
 

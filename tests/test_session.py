@@ -551,3 +551,16 @@ def test_the_session_paces_itself_under_a_tight_sandbox_limit(make_sandbox):
             session.call("CandidateService.getListEx", {"what": {"uid": 1}, "limit": 1})
         server.configure(rate_limit=None)
     assert server.stats["rate_limited"] == 0
+
+
+def test_session_methods_show_the_full_documentation_of_what_they_call():
+    import otyspd
+    from otyspd import files, paging, writeback
+
+    assert "excludeLimitCheck" in otyspd.Session.read_list.__doc__
+    assert "allow_delete" in otyspd.Session.write_back.__doc__
+    assert otyspd.Session.diff.__doc__ == writeback.diff.__doc__
+    for method in (otyspd.Session.read_list, otyspd.Session.upload):
+        assert "session:" not in method.__doc__
+    assert paging.read_list.__doc__.splitlines()[0] in otyspd.Session.read_list.__doc__
+    assert files.upload.__doc__.splitlines()[0] in otyspd.Session.upload.__doc__
