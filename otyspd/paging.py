@@ -17,10 +17,13 @@ loses no row and presents no partial result as complete:
 - After the first page gives the total, the remaining pages go out ``batch``
   at a time in one ``MultiService.execute`` request, fetched by a background
   thread while the previous batch is turned into a frame.
-- A page that fails is tried again (``page_retries`` times, on top of the
-  transport's own retries). If it still fails, :class:`~otyspd.errors.IncompleteRead`
-  carries the rows read so far (``partial``), the offset to resume from
-  (``resume_offset``, pass it as ``offset=``) and the expected total.
+- Every request of the read (the first page, the batches, the re-read that
+  recovers rows after deletions) that fails is tried again (``page_retries``
+  times, on top of the transport's own retries). If it still fails,
+  :class:`~otyspd.errors.IncompleteRead` carries the rows read so far
+  (``partial``), the offset to resume from (``resume_offset``, pass it as
+  ``offset=``) and the expected total. A request the server refuses (bad
+  input, a lost login) is not retried and raises the server's own error.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import json
 import logging
 import os
 import queue
-import tempfile
+import secrets
 import threading
 import time
 import warnings
@@ -376,7 +379,11 @@ def _page_call(
 
 
 def _parse_page(data: Any, offset: int) -> tuple[list, int | None]:
-    """The records and total of a getListEx answer; a malformed one is a ProtocolError."""
+    """The records and total of a getListEx answer; a malformed one is a ProtocolError.
+
+    A record without a uid makes the page malformed too, so that it is retried
+    like any other bad answer.
+    """
     if not isinstance(data, Mapping) or not isinstance(data.get("listOutput"), list):
         raise ProtocolError(
             f"getListEx at offset {offset} answered {data!r:.120}, not a list of records"
@@ -389,6 +396,8 @@ def _parse_page(data: Any, offset: int) -> tuple[list, int | None]:
         raise ProtocolError(f"getListEx at offset {offset}: totalCount is {total!r}")
     if any(not isinstance(r, Mapping) for r in rows):
         raise ProtocolError(f"getListEx at offset {offset}: a record is not an object")
+    for row in rows:
+        _uid(row)
     return rows, total
 
 
@@ -400,9 +409,19 @@ def _retryable(error: BaseException) -> bool:
 
 
 class _PageFailed(Exception):
-    def __init__(self, error: BaseException, position: int) -> None:
+    """A request of the read kept failing; ``position`` is where to resume.
+
+    ``repeats`` is set when the resume offset was moved back to before rows
+    already read (records were removed while reading), so resuming may repeat
+    some of them.
+    """
+
+    def __init__(
+        self, error: BaseException, position: int, *, repeats: bool = False
+    ) -> None:
         self.error = error
         self.position = position
+        self.repeats = repeats
 
 
 class _Pager:
@@ -432,6 +451,12 @@ class _Pager:
             self._put(("done", self.stats))
         except _PageFailed as failed:
             self._put(("failed", failed))
+        except (OtysError, ValueError) as exc:
+            # a failure outside the retried requests still keeps the rows read so far
+            if _retryable(exc):
+                self._put(("failed", _PageFailed(exc, self.position)))
+            else:
+                self._put(("error", exc))
         except BaseException as exc:  # handed to the consumer, raised there
             self._put(("error", exc))
 
@@ -495,6 +520,28 @@ class _Pager:
             offsets.append(off)
         return offsets
 
+    def _retrying(
+        self, request: Any, what: str, resume: int, *, repeats: bool = False
+    ) -> Any:
+        """``request()``, tried again ``page_retries`` times when it fails retryably.
+
+        Still failing, it raises :class:`_PageFailed` with ``resume`` as the
+        offset to resume from; a refusal is raised as it is.
+        """
+        attempt = 0
+        while True:
+            try:
+                return request()
+            except (OtysError, ValueError) as exc:
+                if not _retryable(exc):
+                    raise
+                if attempt >= self.plan.page_retries or self.stop.is_set():
+                    raise _PageFailed(exc, resume, repeats=repeats) from exc
+                attempt += 1
+                self.stats.retries += 1
+                log.warning("%s failed (%s); trying again (%d)", what, exc, attempt)
+                time.sleep(min(0.2 * attempt, 1.0))
+
     def _first_page(self, asked: int) -> tuple[list, int | None]:
         plan = self.plan
         calls: dict[str, Any] = {"page": _page_call(plan, plan.offset, asked)}
@@ -503,25 +550,21 @@ class _Pager:
                 f"{plan.service}.getOptionLists",
                 [self.missing_options],
             )
-        attempt = 0
-        while True:
-            try:
-                results = self.session.multi(calls)
-                self.stats.requests += 1
-                page = _parse_page(results["page"].unwrap(), plan.offset)
-                break
-            except (OtysError, ValueError) as exc:
-                if not _retryable(exc):
-                    raise
-                if attempt >= plan.page_retries:
-                    # Nothing read yet, but the caller still gets where to resume.
-                    raise _PageFailed(exc, self.position) from exc
-                attempt += 1
-                self.stats.retries += 1
-                log.warning("first page failed (%s); trying again (%d)", exc, attempt)
-                time.sleep(min(0.2 * attempt, 1.0))
-        if "options" in calls:
-            lists = opt.pick_lists(results["options"].unwrap(), self.missing_options)
+
+        def request() -> tuple[tuple[list, int | None], dict | None]:
+            results = self.session.multi(calls)
+            self.stats.requests += 1
+            page = _parse_page(results["page"].unwrap(), plan.offset)
+            lists = None
+            if "options" in calls:
+                lists = opt.pick_lists(
+                    results["options"].unwrap(), self.missing_options
+                )
+            return page, lists
+
+        # nothing read yet, but a failure still tells where to resume
+        page, lists = self._retrying(request, "the first page", self.position)
+        if lists is not None:
             opt.store_options(self.session, plan.service, lists)
         return page
 
@@ -580,19 +623,22 @@ class _Pager:
                 ),
                 self.position,
             )
-        self.stats.pages += 1
-        self.position = offset + len(rows)
-        if not rows:
-            return
         uids = [_uid(r) for r in rows]
         if (
             anchored
+            and uids
             and self.recent
             and uids[0] != self.recent[-1]
             and uids[0] not in self.seen
         ):
             # the anchor is not first: records before it were removed, rows slid back
             self._recover(offset, uids[0])
+        # the position moves only once the page is taken, so a failure above
+        # resumes before it
+        self.stats.pages += 1
+        self.position = offset + len(rows)
+        if not rows:
+            return
         fresh = []
         for uid, row in zip(uids, rows, strict=True):
             if uid in self.seen:
@@ -613,8 +659,22 @@ class _Pager:
         size = self.stats.page_size
         start = max(0, offset - size // 2)
         args = _page_call(self.plan, start, size)
-        rows, total = _parse_page(self.session.call(args[0], *args[1]), start)
-        self.stats.requests += 1
+
+        def request() -> tuple[list, int | None]:
+            answer = self.session.call(args[0], *args[1])
+            self.stats.requests += 1
+            return _parse_page(answer, start)
+
+        # Rows that slid back lie somewhere before ``offset``: if this re-read
+        # keeps failing, resuming from the window's start misses none of them
+        # (and may repeat some rows already read).
+        resume = min(start, self.position)
+        rows, total = self._retrying(
+            request,
+            f"the re-read at offset {start}",
+            resume,
+            repeats=resume < self.position,
+        )
         if total is not None:
             self.stats.total_end = total
         uids = [_uid(r) for r in rows]
@@ -663,9 +723,20 @@ def _uid(record: Mapping) -> str:
 class _Reader:
     """Runs a :class:`_Pager` in a thread and turns its rows into frames."""
 
-    def __init__(self, session: Any, plan: _Plan) -> None:
+    def __init__(
+        self,
+        session: Any,
+        plan: _Plan,
+        *,
+        keeps_rows: bool = True,
+        export_to: Path | None = None,
+    ) -> None:
         self.session = session
         self.plan = plan
+        # False when each frame is handed over and forgotten (iter_pages, export)
+        self.keeps_rows = keeps_rows
+        # the file an export writes: a failure there cannot be resumed
+        self.export_to = export_to
         _, missing = opt.cached_options(session, plan.service, plan.label_fields)
         self.pager = _Pager(session, plan, missing)
         self.locked: dict[str, str] = {}
@@ -700,8 +771,7 @@ class _Reader:
                     self._check_drift()
                     return
                 if kind == "failed":
-                    failed = item[1]
-                    raise self._incomplete(failed.error, failed.position)
+                    raise self._incomplete(item[1])
                 raise item[1]
         finally:
             self.pager.stop.set()
@@ -742,14 +812,38 @@ class _Reader:
         self.frames.append(frame)
         return frame
 
-    def _incomplete(self, error: BaseException, position: int) -> IncompleteRead:
+    def _incomplete(self, failed: _PageFailed) -> IncompleteRead:
         stats = self.pager.stats
-        partial = self._partial()
-        exc = IncompleteRead(
+        error, position = failed.error, failed.position
+        message = (
             f"the read of {self.plan.service} stopped at offset {position} after "
             f"{stats.rows} rows (the server reported {stats.total_end}): {error}. "
-            f"Resume with offset={position}; the rows so far are in .partial",
-            partial=partial,
+        )
+        if self.export_to is not None:
+            message += (
+                f"Nothing was written to {str(self.export_to)!r} (the temporary file "
+                "was removed); run the export again"
+            )
+            exc = IncompleteRead(message, expected=stats.total_end)
+            exc.__cause__ = error
+            return exc
+        if self.keeps_rows:
+            message += (
+                f"The rows read so far are in .partial; resume with offset={position}"
+            )
+        else:
+            message += (
+                f"The {stats.rows} rows read before this were already handed over "
+                f"page by page (so .partial is empty); resume with offset={position}"
+            )
+        if failed.repeats:
+            message += (
+                " (records were removed while reading, so the resumed read starts "
+                "a little early and may repeat rows already read: drop repeated uids)"
+            )
+        exc = IncompleteRead(
+            message,
+            partial=self._partial(),
             resume_offset=position,
             expected=stats.total_end,
         )
@@ -817,15 +911,20 @@ def read_list(
         labels: True shows option fields as labels (categorical); False keeps
             the ids; a list names the columns to label.
         progress: draw a progress bar (default: when someone is watching).
-        **options: ``page_size`` (default 1000; above 200 it sends
-            ``excludeLimitCheck``, at most 1000), ``batch`` (pages per request,
+        **options: ``page_size`` (rows asked per page, default 1000; above
+            200 it sends ``excludeLimitCheck``; a larger value is capped at
+            1000, the most the server serves), ``batch`` (pages per request,
             default 5), ``offset`` (resume from here), ``strict`` (raise
             DriftError instead of warning), ``types`` ({path: field type}),
-            ``page_retries`` (default 3), ``max_pages`` (a hard stop).
+            ``page_retries`` (tries again for each request of the read,
+            default 3), ``max_pages`` (a hard stop).
 
     Raises:
         InvalidInput: a bad argument, before any request.
-        IncompleteRead: a page kept failing; ``.partial`` has the rows so far.
+        IncompleteRead: a request kept failing; ``.partial`` has every row
+            read so far and ``.resume_offset`` is the ``offset=`` to go on from.
+        OwsError: the server refused the request (a bad field or condition,
+            a lost login); it is not retried.
         DriftError: with ``strict=True``, when records moved while reading.
 
     >>> df = session.read_list("Candidate", ["Person.lastName", "statusId"],
@@ -863,8 +962,14 @@ def iter_pages(
 ) -> Iterator[pd.DataFrame]:
     """Yield the list one typed frame per page; memory stays bounded.
 
-    Takes the same arguments as :func:`read_list`. The checks run before the
-    first request; drift is reported when the last page has been yielded.
+    Takes the same arguments as :func:`read_list` (``page_size`` above 1000
+    is capped at 1000). The checks run before the first request; drift is
+    reported when the last page has been yielded.
+
+    When a request keeps failing, :class:`~otyspd.errors.IncompleteRead` is
+    raised after the last complete page has been yielded: every row before
+    ``.resume_offset`` has been handed over already, so ``.partial`` is empty.
+    Going on with ``offset=err.resume_offset`` yields the rest.
     """
     plan = _plan(
         session,
@@ -879,7 +984,7 @@ def iter_pages(
     )
 
     def pages() -> Iterator[pd.DataFrame]:
-        reader = _Reader(session, plan)
+        reader = _Reader(session, plan, keeps_rows=False)
         for frame in reader.chunks(1):
             reader.frames.clear()
             yield frame
@@ -971,12 +1076,24 @@ def export(
 ) -> dict:
     """Stream a list to a ``.parquet``, ``.csv`` or ``.jsonl`` file, page by page.
 
-    Memory stays bounded whatever the number of rows. The file is written
-    under a temporary name in the same folder and renamed at the end, so a
-    failed export leaves no half file behind.
+    Takes the same arguments as :func:`read_list` (``page_size`` above 1000 is
+    capped at 1000). Memory stays bounded whatever the number of rows. The
+    file is written under a temporary name in the same folder and renamed at
+    the end, so a failed or interrupted export leaves no half file behind; the
+    file gets the permissions a plain ``open()`` would give it. A list with no
+    matching rows gives a valid empty file: a CSV with its header line, a
+    Parquet file with the columns' schema, an empty JSONL file.
 
     Returns:
         ``{"path": ..., "rows": ..., "format": ...}``.
+
+    Raises:
+        InvalidInput: a bad argument or a path that cannot be written, before
+            any request.
+        IncompleteRead: a request kept failing. Nothing was written to
+            ``path`` (the temporary file was removed): run the export again.
+            ``.partial`` and ``.resume_offset`` are None, since an export
+            resumed with ``offset=`` would hold only the end of the list.
     """
     target = Path(path)
     fmt = target.suffix.lower().lstrip(".")
@@ -984,9 +1101,13 @@ def export(
         raise InvalidInput(
             f"export: {target.name!r} must end in .parquet, .csv or .jsonl"
         )
-    if not target.parent.exists():
+    if not target.parent.is_dir():
         raise InvalidInput(f"export: the folder {str(target.parent)!r} does not exist")
-    pages = iter_pages(
+    if target.is_dir():
+        raise InvalidInput(f"export: {str(target)!r} is a folder, not a file name")
+    if fmt == "parquet":
+        _need_pyarrow()
+    plan = _plan(
         session,
         service,
         what,
@@ -995,24 +1116,61 @@ def export(
         limit=limit,
         labels=labels,
         progress=progress,
-        **options,
+        options=options,
     )
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".part", dir=target.parent
-    )
-    os.close(fd)
+    tmp = _temp_beside(target)
     writer = _Writer(fmt, tmp)
     try:
-        for frame in pages:
+        reader = _Reader(session, plan, keeps_rows=False, export_to=target)
+        for frame in reader.chunks(1):
+            reader.frames.clear()
             writer.write(frame)
+        if writer.rows == 0:
+            # no rows: still a valid file, with the columns (and their types)
+            writer.write(reader._convert([]))
         writer.close()
         os.replace(tmp, target)
     except BaseException:
-        writer.close()
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _discard(writer, tmp)
         raise
     return {"path": str(target), "rows": writer.rows, "format": fmt}
+
+
+def _need_pyarrow() -> None:
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise InvalidInput(
+            "export: writing .parquet needs pyarrow; install it with "
+            "pip install 'otyspd[parquet]' (or pip install pyarrow), "
+            "or export to .csv or .jsonl"
+        ) from None
+
+
+def _temp_beside(target: Path) -> str:
+    """Create an empty temporary file next to ``target``, with umask-respecting mode."""
+    for _ in range(100):
+        name = target.parent / f".{target.name}.{secrets.token_hex(4)}.part"
+        try:
+            # 0o666 like open(): the umask decides, not mkstemp's private 0600
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise InvalidInput(
+                f"export: cannot write in the folder {str(target.parent)!r}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        os.close(fd)
+        return str(name)
+    raise InvalidInput(f"export: no free temporary name in {str(target.parent)!r}")
+
+
+def _discard(writer: _Writer, tmp: str) -> None:
+    with contextlib.suppress(Exception):
+        writer.close()
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
 
 
 class _Writer:

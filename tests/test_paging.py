@@ -413,6 +413,221 @@ def test_a_failed_export_leaves_no_file(tmp_path):
         export(server, "Candidate", WHAT, path=tmp_path / "x.xlsx")
 
 
+# ---- every request of the read is retried, then kept as an incomplete read --------------
+
+
+def _remove_before_position(server, at_page):
+    def remove(page_no, srv):
+        if page_no == at_page:
+            del srv.rows[0]
+
+    server.before_page = remove
+
+
+def test_the_re_read_after_deletions_is_retried():
+    server = ListServer(40, cap=10)
+    _remove_before_position(server, 3)
+    real = server.call
+    state = {"failures": 0}
+
+    def flaky_call(method, *params, **kw):
+        if state["failures"] < 2:
+            state["failures"] += 1
+            raise TransportError("connection dropped (simulated)")
+        return real(method, *params, **kw)
+
+    server.call = flaky_call
+    with pytest.warns(DriftWarning, match="recovered"):
+        df = read_list(server, "Candidate", WHAT, page_size=10, batch=1, page_retries=2)
+    assert state["failures"] == 2
+    assert uids(df) == [f"{i:03d}" for i in range(1, 41)]
+
+
+def test_a_re_read_that_keeps_failing_keeps_the_rows_and_resumes_early_enough():
+    server = ListServer(60, cap=10)
+    # two records before the read position go away before the third page
+    server.before_page = lambda n, srv: (
+        srv.rows.__delitem__(slice(0, 2)) if n == 3 else None
+    )
+
+    def failing_call(method, *params, **kw):
+        raise TransportError("connection dropped (simulated)")
+
+    server.call = failing_call
+    with pytest.raises(IncompleteRead, match="drop repeated uids") as info:
+        read_list(server, "Candidate", WHAT, page_size=10, batch=1, page_retries=1)
+    err = info.value
+    assert isinstance(err.__cause__, TransportError)
+    assert uids(err.partial) == [f"{i:03d}" for i in range(1, 20)]
+    assert err.expected == 58  # the total the failing batch reported
+    # the offset is set back before rows that slid back: a resumed read repeats
+    # some rows, and misses none of those still there
+    assert err.resume_offset < len(err.partial)
+    server.before_page = None
+    rest = read_list(server, "Candidate", WHAT, offset=err.resume_offset)
+    whole = pd.concat([err.partial, rest])
+    whole = whole[~whole.index.duplicated()]
+    assert set(whole.index) >= {r["uid"] for r in server.rows}
+
+
+def test_a_page_with_a_record_without_uid_is_retried_then_incomplete():
+    server = ListServer(300, cap=100)
+    real = server._page
+
+    def no_uid(args):
+        page = real(args)
+        if args["offset"] >= 150:
+            page["listOutput"][3].pop("uid")
+        return page
+
+    server._page = no_uid
+    with pytest.raises(IncompleteRead, match="without a uid") as info:
+        read_list(server, "Candidate", WHAT, page_size=100, batch=1, page_retries=1)
+    assert info.value.resume_offset == len(info.value.partial) == 199
+
+
+def test_a_failing_option_list_on_the_first_page_is_retried_then_incomplete():
+    server = ListServer(50)
+    real = server._run
+
+    def broken_options(method, params):
+        if method.endswith("getOptionLists"):
+            raise OwsError("Internal server error (simulated)", code=500)
+        return real(method, params)
+
+    server._run = broken_options
+    with pytest.raises(IncompleteRead, match="offset 0") as info:
+        read_list(server, "Candidate", WHAT, page_retries=1)
+    assert info.value.resume_offset == 0 and len(info.value.partial) == 0
+    assert server.requests == 2
+
+
+def test_iter_pages_says_the_rows_were_already_yielded():
+    server = ListServer(500, cap=100)
+    server.failing = {198: 99}
+    got = []
+    with pytest.raises(IncompleteRead, match="already handed over") as info:
+        for frame in iter_pages(
+            server, "Candidate", WHAT, page_size=100, batch=1, page_retries=0
+        ):
+            got.append(frame)
+    err = info.value
+    assert "in .partial" not in str(err) and len(err.partial) == 0
+    assert err.resume_offset == sum(len(f) for f in got) == 199
+    server.failing = {}
+    rest = list(iter_pages(server, "Candidate", WHAT, offset=err.resume_offset))
+    whole = pd.concat(got + rest)
+    assert uids(whole) == [r["uid"] for r in server.rows]
+
+
+def test_page_size_above_the_server_maximum_is_capped():
+    server = ListServer(2500)
+    limits = []
+    real = server._page
+
+    def spy(args):
+        limits.append(args["limit"])
+        return real(args)
+
+    server._page = spy
+    assert len(read_list(server, "Candidate", WHAT, page_size=5000)) == 2500
+    assert max(limits) == 1000
+
+
+# ---- export: failures, empty lists, files ------------------------------------------------
+
+
+def test_an_interrupted_export_says_nothing_was_written_and_offers_no_resume(tmp_path):
+    server = ListServer(450)
+    server.failing = {199: 99}
+    out = tmp_path / "x.csv"
+    with pytest.raises(IncompleteRead, match="run the export again") as info:
+        export(server, "Candidate", WHAT, path=out, page_size=200, page_retries=0)
+    err = info.value
+    assert f"Nothing was written to {str(out)!r}" in str(err)
+    assert "offset=" not in str(err) and "partial" not in str(err)
+    assert err.partial is None and err.resume_offset is None and err.expected == 450
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_interrupted_by_ctrl_c_leaves_no_file(tmp_path):
+    server = ListServer(450)
+
+    def interrupt(page_no, srv):
+        if page_no == 2:
+            raise KeyboardInterrupt
+
+    server.before_page = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        export(server, "Candidate", WHAT, path=tmp_path / "x.parquet", page_size=200)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv", "jsonl"])
+def test_an_export_of_no_rows_is_a_valid_empty_file(tmp_path, suffix):
+    server = ListServer(0)
+    out = tmp_path / f"none.{suffix}"
+    assert export(server, "Candidate", WHAT, path=out)["rows"] == 0
+    if suffix == "parquet":
+        back = pd.read_parquet(out)
+        assert list(back.columns) == WHAT and len(back) == 0
+    elif suffix == "csv":
+        assert out.read_text() == "uid,Person.lastName,statusId\n"
+        back = pd.read_csv(out)
+        assert list(back.columns) == WHAT and len(back) == 0
+    else:
+        assert out.read_text() == ""
+
+
+def test_an_exported_file_follows_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        export(ListServer(5), "Candidate", WHAT, path=tmp_path / "a.csv")
+        os.umask(0o027)
+        export(ListServer(5), "Candidate", WHAT, path=tmp_path / "b.parquet")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.parquet").stat().st_mode & 0o777 == 0o640
+
+
+def test_an_export_path_that_cannot_be_written_is_refused_before_any_request(
+    tmp_path,
+):
+    import os
+
+    server = ListServer(5)
+    # /proc takes no new files, even from root; a read-only folder elsewhere
+    unwritable = "/proc" if os.path.isdir("/proc/self") else None
+    if unwritable is None:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        if os.access(locked, os.W_OK):
+            pytest.skip("no folder here refuses new files")
+        unwritable = str(locked)
+    with pytest.raises(InvalidInput, match="cannot write in the folder"):
+        export(server, "Candidate", WHAT, path=os.path.join(unwritable, "x.csv"))
+    folder = tmp_path / "out.csv"
+    folder.mkdir()
+    with pytest.raises(InvalidInput, match="is a folder"):
+        export(server, "Candidate", WHAT, path=folder)
+    with pytest.raises(InvalidInput, match="does not exist"):
+        export(server, "Candidate", WHAT, path=tmp_path / "no" / "x.csv")
+    assert server.requests == 0
+
+
+def test_a_parquet_export_without_pyarrow_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    server = ListServer(5)
+    with pytest.raises(InvalidInput, match=r"pip install 'otyspd\[parquet\]'"):
+        export(server, "Candidate", WHAT, path=tmp_path / "x.parquet")
+    assert server.requests == 0 and list(tmp_path.iterdir()) == []
+
+
 def test_no_warning_when_nothing_moved():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
