@@ -692,7 +692,12 @@ def _read_excerpt(response: requests.Response, limit: int = 4096) -> str:
 def _stream_to(
     response: requests.Response, target: Path, overwrite: bool, ouid: str
 ) -> int:
-    """Write the body to a temp file beside ``target`` and rename it in when complete."""
+    """Write the body to a temp file beside ``target`` and rename it in when complete.
+
+    Content-Length counts the bytes as sent, which for a compressed body
+    (Content-Encoding gzip or deflate, undone by requests) are fewer than the
+    file's; the check compares it with the bytes read from the connection.
+    """
     expected = _as_int(response.headers.get("Content-Length"))
     handle, temp_name = tempfile.mkstemp(
         prefix=".otyspd-", suffix=".part", dir=target.parent
@@ -706,9 +711,11 @@ def _stream_to(
                 written += len(chunk)
             out.flush()
             os.fsync(out.fileno())
-        if expected is not None and written != expected:
+        received = _bytes_on_the_wire(response, written)
+        if expected is not None and received is not None and received != expected:
             raise FileTransferError(
-                f"downloading file {ouid} stopped after {written:,} of {expected:,} bytes; "
+                f"downloading file {ouid} stopped after {received:,} of {expected:,} "
+                f"bytes{' (as sent, compressed)' if _encoded(response) else ''}; "
                 "nothing was written"
             )
         _move_into_place(temp, target, overwrite)
@@ -723,6 +730,23 @@ def _stream_to(
         raise
     _sync_folder(target.parent)
     return written
+
+
+def _encoded(response: requests.Response) -> bool:
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    return encoding not in ("", "identity")
+
+
+def _bytes_on_the_wire(response: requests.Response, written: int) -> int | None:
+    """The body's bytes as sent (before decompression); None when unknown."""
+    tell = getattr(response.raw, "tell", None)
+    if callable(tell):
+        with contextlib.suppress(Exception):
+            count = tell()
+            if isinstance(count, int):
+                return count
+    # without a count of the raw bytes, only an unencoded body can be checked
+    return None if _encoded(response) else written
 
 
 def _move_into_place(temp: Path, target: Path, overwrite: bool) -> None:

@@ -6,8 +6,10 @@ cut off half-way on purpose); the round trip at the end runs against the sandbox
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
+import zlib
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -94,6 +96,21 @@ class FileServer(BaseHTTPRequestHandler):
         elif kind == "body":
             status, content_type, body = rest
             self._send(status, body.encode(), content_type)
+        elif kind in ("gzip", "deflate", "gzip-half"):
+            body = (
+                zlib.compress(PAYLOAD)
+                if kind == "deflate"
+                else gzip.compress(PAYLOAD * 4)
+            )
+            self.send_response(200)
+            self.send_header("Content-Type", "application/pdf")
+            self.send_header("Content-Disposition", 'attachment; filename="cv.pdf"')
+            self.send_header("Content-Encoding", kind.split("-")[0])
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body if kind != "gzip-half" else body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = kind == "gzip-half"
 
     def _send(self, status, body, content_type, headers=None):
         self.send_response(status)
@@ -579,6 +596,23 @@ def test_a_failed_download_leaves_no_file_behind(
         files.download(fresh, "F1", tmp_path / "named.pdf")
 
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_compressed_download_is_checked_against_the_bytes_sent(
+    fresh, server, tmp_path
+):
+    # Content-Length counts the compressed bytes; requests hands over the file's
+    server.plan = [("gzip",)]
+    path = files.download(fresh, "F1", tmp_path)
+    assert path.read_bytes() == PAYLOAD * 4
+    server.plan = [("deflate",)]
+    path = files.download(fresh, "F1", tmp_path / "d.pdf")
+    assert path.read_bytes() == PAYLOAD
+
+    server.plan = [("gzip-half",)]
+    with pytest.raises(FileTransferError, match="nothing was written"):
+        files.download(fresh, "F1", tmp_path / "half.pdf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cv.pdf", "d.pdf"]
 
 
 def test_a_refused_download_logs_in_again_once(fresh, server, tmp_path):
