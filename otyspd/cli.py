@@ -6,17 +6,29 @@
 
 Each subcommand is a ``_add_<name>`` function that declares its arguments and
 a ``_run_<name>`` function that carries it out; :func:`main` wires them up.
+
+Mistakes print one line, never a traceback. Exit status: 0 done, 1 failed,
+2 a usage error (a bad option or value, found before anything starts),
+130 interrupted with Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main"]
+
+OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
+
+
+def _say(command: str, message: object) -> None:
+    print(f"otyspd {command}: {message}", file=sys.stderr)
 
 
 def _add_demo(subparsers: argparse._SubParsersAction) -> None:
@@ -43,14 +55,14 @@ def _run_demo(args: argparse.Namespace) -> int:
     from otyspd.demo import run_demo
 
     if args.records < 1:
-        print("otyspd demo: --records must be at least 1", file=sys.stderr)
-        return 2
+        _say("demo", "--records must be at least 1")
+        return USAGE
     try:
         run_demo(records=args.records, seed=args.seed, out=sys.stdout)
     except (otyspd.OtysError, AssertionError) as exc:
-        print(f"otyspd demo: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        _say("demo", exc)
+        return FAILED
+    return OK
 
 
 def _add_sandbox(subparsers: argparse._SubParsersAction) -> None:
@@ -101,25 +113,40 @@ def _run_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import serve
 
     if args.records < 1:
-        print("otyspd sandbox: --records must be at least 1", file=sys.stderr)
-        return 2
+        _say("sandbox", "--records must be at least 1")
+        return USAGE
     if args.latency < 0:
-        print("otyspd sandbox: --latency must not be negative", file=sys.stderr)
-        return 2
+        _say("sandbox", "--latency must not be negative")
+        return USAGE
+    if not 0 <= args.port <= 65535:
+        _say("sandbox", f"--port must be between 0 and 65535, got {args.port}")
+        return USAGE
+    if args.rate_limit < 0:
+        _say("sandbox", "--rate-limit must not be negative (0 switches it off)")
+        return USAGE
     print(
         f"Seeding {args.records} simulated candidates (seed {args.seed}) ...",
         flush=True,
     )
-    srv = serve(
-        port=args.port,
-        api_key=args.api_key,
-        records=args.records,
-        seed=args.seed,
-        latency=args.latency / 1000.0,
-        rate_limit=args.rate_limit or None,
-        db=args.db,
-        password=args.password,
-    )
+    try:
+        srv = serve(
+            port=args.port,
+            api_key=args.api_key,
+            records=args.records,
+            seed=args.seed,
+            latency=args.latency / 1000.0,
+            rate_limit=args.rate_limit or None,
+            db=args.db,
+            password=args.password,
+        )
+    except OSError as exc:
+        _say(
+            "sandbox", f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}"
+        )
+        return FAILED
+    except sqlite3.Error as exc:
+        _say("sandbox", f"cannot use the database {args.db!r}: {exc}")
+        return FAILED
     # Printing the key is the point: it is the sandbox's own key, not a real one.
     print(f"OWS sandbox (simulated data) at {srv.url}")
     print(f"API key:  {srv.api_key}")
@@ -138,7 +165,7 @@ def _run_sandbox(args: argparse.Namespace) -> int:
     finally:
         srv.stop()
         print("Sandbox stopped.")
-    return 0
+    return OK
 
 
 def _add_export(subparsers: argparse._SubParsersAction) -> None:
@@ -205,15 +232,23 @@ def _run_export(args: argparse.Namespace) -> int:
     import contextlib
 
     import otyspd
+    from otyspd.paging import _need_pyarrow
     from otyspd.query import parse_where
 
+    # what can be checked without a server is checked before connecting
+    problem = _export_usage_problem(args)
+    if problem:
+        _say("export", problem)
+        return USAGE
     try:
         condition = parse_where(args.where) if args.where else None
-        sort = (
-            [s.strip() for s in args.sort.split(",") if s.strip()]
-            if args.sort
-            else None
-        )
+        if Path(args.output).suffix.lower() == ".parquet":
+            _need_pyarrow()
+    except otyspd.InvalidInput as exc:
+        _say("export", exc)
+        return USAGE
+    sort = [s.strip() for s in args.sort.split(",") if s.strip()] if args.sort else None
+    try:
         if args.sandbox:
             session = otyspd.connect(sandbox=True, records=args.records)
         else:
@@ -235,11 +270,74 @@ def _run_export(args: argparse.Namespace) -> int:
                     labels=not args.no_labels,
                     **({"page_size": args.page_size} if args.page_size else {}),
                 )
-    except otyspd.OtysError as exc:
-        print(f"otyspd export: {exc}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        _say("export", f"interrupted; nothing was written to {args.output}")
+        return INTERRUPTED
+    except (otyspd.OtysError, OSError) as exc:
+        _say("export", exc)
+        return FAILED
     print(f"wrote {info['rows']} rows to {info['path']}")
-    return 0
+    return OK
+
+
+def _export_usage_problem(args: argparse.Namespace) -> str | None:
+    """The first mistake in the export options that needs no server to see."""
+    if args.sandbox and args.records < 1:
+        return "--records must be at least 1"
+    if args.limit is not None and args.limit < 0:
+        return "--limit must not be negative"
+    if args.page_size is not None and args.page_size < 1:
+        return "--page-size must be at least 1"
+    suffix = Path(args.output).suffix.lower()
+    if suffix not in (".parquet", ".csv", ".jsonl"):
+        return f"-o {args.output}: the file must end in .parquet, .csv or .jsonl"
+    if args.where:
+        return _where_problem(args.where)
+    return None
+
+
+_OPERATOR_CHARS = "=<>!~"
+
+
+def _where_problem(text: str) -> str | None:
+    """A clause of ``--where`` that would not mean what it says, explained.
+
+    Each clause must be ``field OP value`` with one operator: ``a==3``,
+    ``a=>3`` or ``=3`` are refused here rather than sent as something else.
+    """
+    from otyspd.errors import InvalidInput
+    from otyspd.query import _WHERE_OPS, _split_clauses
+
+    try:
+        clauses = _split_clauses(text)
+    except InvalidInput as exc:
+        return str(exc)
+    for clause in clauses:
+        at = next((i for i, ch in enumerate(clause) if ch in _OPERATOR_CHARS), None)
+        if at is None:
+            continue  # parse_where explains a clause without an operator
+        op = next(o for o in _WHERE_OPS if clause.startswith(o, at))
+        field = clause[:at].strip()
+        value = clause[at + len(op) :].strip()
+        if not field:
+            return f"--where: {clause!r} names no field before {op!r}"
+        if not all(ch.isalnum() or ch in "._" for ch in field):
+            return f"--where: {clause!r}: {field!r} is not a field name"
+        if value[:1] and value[0] in _OPERATOR_CHARS:
+            return (
+                f"--where: {clause!r} has a stray {value[0]!r} after {op!r}; "
+                "the operators are = != > >= < <= ~ !~ (write statusId=3, not "
+                "statusId==3)"
+            )
+        # parse_where takes the first operator of its list found anywhere
+        chosen = next(o for o in _WHERE_OPS if o in clause)
+        if (chosen, clause.index(chosen)) != (op, at):
+            return (
+                f"--where: {clause!r}: the value contains {chosen!r}, which --where "
+                f"cannot tell apart from the operator {op!r}; use session.read_list "
+                "with F(...) for such values"
+            )
+    return None
 
 
 def _attach_dash_values(argv: list[str]) -> list[str]:
@@ -272,8 +370,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not getattr(args, "run", None):
         parser.print_help()
-        return 2
-    return args.run(args)
+        return USAGE
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        _say(args.command, "interrupted")
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -857,6 +857,6 @@ def test_cli_export_writes_the_file(tmp_path, capsys):
                 str(out),
             ]
         )
-        == 1
+        == 2  # a bad --where is a usage error
     )
     assert "no operator" in capsys.readouterr().err
