@@ -56,6 +56,26 @@ def test_a_body_that_is_not_json_gets_a_parse_error_in_http_200(ows):
     assert response.json()["error"]["code"] == -32700
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a lone surrogate, escaped: valid JSON syntax, but no UTF-8 text
+        b'{"jsonrpc":"2.0","method":"CandidateService.update",'
+        b'"params":["t","1",{"title":"a\\ud800b"}],"id":3}',
+        b'{"jsonrpc":"2.0","method":"check","params":["\xff\xfe"],"id":4}',
+    ],
+    ids=["escaped-lone-surrogate", "bytes-not-utf8"],
+)
+def test_a_body_that_is_not_utf8_gets_a_parse_error_in_http_200(ows, body):
+    calls = dict(ows.srv.stats["calls"])
+    response = ows.http.post(ows.srv.url, data=body, timeout=30)
+    assert response.status_code == 200
+    error = response.json()["error"]
+    assert error["code"] == -32700
+    assert "Parse error" in error["message"] and "UTF-8" in error["message"]
+    assert ows.srv.stats["calls"] == calls
+
+
 def test_unknown_method_error_names_the_method(ows):
     message = _error(ows.call("Otys.Services.CandidateService.explode", ows.token))
     assert (

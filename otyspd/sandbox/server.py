@@ -429,6 +429,16 @@ def _token_of(request: Any) -> Any:
     return params[0]
 
 
+def _utf8_only(request: Any) -> Any:
+    """The parsed request; ValueError when a string in it escapes a lone surrogate.
+
+    JSON lets ``"\\ud800"`` through, but the text it stands for is not UTF-8, and
+    the server's JSON decoder refuses such a body as a whole.
+    """
+    json.dumps(request, ensure_ascii=False).encode("utf-8")
+    return request
+
+
 def _writes(request: Any) -> bool:
     """Whether a JSON-RPC request would change data (looking inside batches and wraps)."""
     if not isinstance(request, dict) or not isinstance(request.get("method"), str):
@@ -566,8 +576,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._body()
         self._count_request()
         try:
-            request = json.loads(raw)
-        except ValueError:
+            request = _utf8_only(json.loads(raw))
+        except ValueError:  # not JSON, or not UTF-8 (a UnicodeError is a ValueError)
             request = None
 
         # Rate limit first: a refused request does not run and draws no fault.
@@ -646,7 +656,8 @@ class _Handler(BaseHTTPRequestHandler):
             return {
                 "error": {
                     "message": simulated(
-                        "Parse error: the body is not a JSON-RPC object"
+                        "Parse error: the body is not a JSON-RPC object "
+                        "(valid JSON text in UTF-8)"
                     ),
                     "code": -32700,
                 },
