@@ -4,6 +4,13 @@
 row per changed cell with its status, the payloads, and the journal of before
 and after values, from which :meth:`WriteReport.undo` restores the cells.
 
+What undo can and cannot do: it puts back the old value of every cell the
+write changed (a cell changed again since is a conflict, left alone unless
+forced); it deletes the records the write added; it cannot bring back a record
+the write deleted. Such a record is a ``skipped`` row of the undo's report and
+draws an :class:`UndoWarning`; its delete line in the journal keeps the values
+that were read (``before``), from which it can be added again, with a new uid.
+
 A journal file is JSON Lines, appended to and flushed after every batch, so a
 write that is interrupted leaves an accurate record. Each batch is written
 twice: first with status ``sending`` (the intent), then with its outcome
@@ -25,10 +32,12 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import difflib
 import html
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +48,14 @@ from .errors import InvalidInput
 if TYPE_CHECKING:
     from .writeback import _Plan, _Run
 
-__all__ = ["Journal", "WriteReport", "journal_entry", "read_journal", "undo_journal"]
+__all__ = [
+    "Journal",
+    "UndoWarning",
+    "WriteReport",
+    "journal_entry",
+    "read_journal",
+    "undo_journal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +74,34 @@ STATUSES = (
 
 #: The ``field`` of a row that stands for a whole record (an add or a delete).
 RECORD = "(record)"
+
+_LOST = {
+    "deleted": "deleted by the write being undone",
+    "unknown": "the write being undone may have deleted it (its delete got no answer)",
+}
+_NOT_BACK = (
+    "undo cannot bring back a deleted record; the 'before' of its delete line in the "
+    "journal holds the values that were read (dotted field -> value as the server "
+    "takes it), from which it can be added again, with a new uid"
+)
+
+
+class UndoWarning(UserWarning):
+    """An undo left something as it is: records the write deleted cannot come back."""
+
+
+def refuse_unknown_options(where: str, unknown: dict[str, Any], valid: Any) -> None:
+    """Raise :class:`InvalidInput` naming each unknown keyword option and the valid ones."""
+    if not unknown:
+        return
+    named = []
+    for name in unknown:
+        near = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+        named.append(f"{name!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+    raise InvalidInput(
+        f"{where}() got unknown options: {', '.join(named)}; "
+        f"valid options: {', '.join(valid)}"
+    )
 
 
 def journal_entry(
@@ -164,14 +208,22 @@ def undo_journal(
     journal: Any = None,
     batch_size: int = 50,
     progress: bool | None = None,
+    **unknown: Any,
 ) -> WriteReport:
     """Undo the writes recorded in a journal file (the last run in it, or ``run``).
 
     A cell is restored only while the server still holds the value that was
     written; a cell changed again since then is a conflict (unless ``force``).
+    Records the write added are deleted; records it deleted cannot be brought
+    back (see the module docstring).
 
     >>> otyspd.writeback.undo_journal(session, "fixes.jsonl")
     """
+    refuse_unknown_options(
+        "undo_journal",
+        unknown,
+        ("run", "force", "journal", "batch_size", "progress"),
+    )
     entries = read_journal(path, run=run)
     return _undo(
         session,
@@ -196,7 +248,7 @@ def _undo(
     from . import writeback
 
     plan = writeback._undo_plan(entries)
-    return writeback._run_plan(
+    report = writeback._run_plan(
         session,
         plan,
         force=force,
@@ -204,6 +256,16 @@ def _undo(
         progress=progress,
         journal=journal,
     )
+    if plan.lost:
+        uids = ", ".join(repr(uid) for uid, _ in plan.lost[:5])
+        more = f" and {len(plan.lost) - 5} more" if len(plan.lost) > 5 else ""
+        warnings.warn(
+            f"undo did not bring back {len(plan.lost)} deleted record(s) "
+            f"({uids}{more}): {_NOT_BACK}",
+            UndoWarning,
+            stacklevel=3,
+        )
+    return report
 
 
 # ---- the report ---------------------------------------------------------------------
@@ -215,7 +277,10 @@ class WriteReport:
     Attributes:
         frame: one row per change: ``uid``, ``field``, ``old``, ``new``,
             ``status``, ``error`` and, for conflicts, ``server`` (its current value).
-        counts: status -> number of rows, in a fixed order.
+            A row is a cell: an added record has one row per field it sets; a
+            deleted record has one row, with ``field`` ``"(record)"``.
+        counts: status -> number of rows (so of cells, not records), in a
+            fixed order. The repr names the records too: ``added=3 cells in 1 record``.
         payloads: uid -> the nested payload sent (or planned) for that record.
         journal: before and after values of every cell written.
         dry_run: True when nothing was written.
@@ -274,6 +339,10 @@ class WriteReport:
         rows += [
             (uid, RECORD, None, None, "skipped", note, None)
             for uid in self._plan.missing
+        ]
+        rows += [
+            (uid, RECORD, None, None, "skipped", f"{_LOST[how]}: {_NOT_BACK}", None)
+            for uid, how in self._plan.lost
         ]
         columns = ["uid", "field", "old", "new", "status", "error", "server"]
         frame = pd.DataFrame(rows, columns=columns, dtype=object)
@@ -337,7 +406,17 @@ class WriteReport:
         return fresh
 
     def _summary(self) -> str:
-        counts = ", ".join(f"{k}={v}" for k, v in self.counts.items()) or "no changes"
+        parts = []
+        for status, cells in self.counts.items():
+            part = f"{status}={cells}"
+            if status == "added":
+                uids = self.frame.loc[self.frame["status"] == "added", "uid"]
+                records = uids.nunique()
+                if records != cells:
+                    noun = "record" if records == 1 else "records"
+                    part += f" cells in {records} {noun}"
+            parts.append(part)
+        counts = ", ".join(parts) or "no changes"
         kind = "dry run of " if self.dry_run else ""
         return f"{kind}{self.service}: {counts}"
 
@@ -359,14 +438,20 @@ class WriteReport:
         force: bool | None = None,
         journal: Any = None,
         progress: bool | None = None,
+        **unknown: Any,
     ) -> WriteReport:
         """Write a dry run's plan, minus the ``(uid, field)`` pairs (or uids) in ``exclude``.
 
         The server's values are checked again first: time has passed since the plan.
+        Each exclude entry must name a change of the plan (any status, matched
+        exactly); one that matches none raises :class:`InvalidInput` and nothing is sent.
 
         >>> plan = session.write_back("Candidate", df, edited, dry_run=True)
         >>> report = plan.apply(exclude=[("1042", "Person.lastName")])
         """
+        refuse_unknown_options(
+            "apply", unknown, ("exclude", "force", "journal", "progress")
+        )
         if not self.dry_run:
             raise InvalidInput(
                 "this report is not a plan: it was already written (see .frame)"
@@ -383,14 +468,23 @@ class WriteReport:
         )
 
     def undo(
-        self, *, force: bool = False, journal: Any = None, progress: bool | None = None
+        self,
+        *,
+        force: bool = False,
+        journal: Any = None,
+        progress: bool | None = None,
+        **unknown: Any,
     ) -> WriteReport:
         """Restore the values this write replaced; return the undo's own report.
 
         A cell changed again on the server since this write is a conflict and
         is left alone unless ``force=True``. Records this write added are
-        deleted; deleted records cannot be brought back.
+        deleted, whatever was changed in them since. Records this write deleted
+        cannot be brought back: each is a ``skipped`` row of the undo's report,
+        with an :class:`UndoWarning`; their read values are the ``before`` of
+        their delete lines in :attr:`journal`, to add them again by hand.
         """
+        refuse_unknown_options("undo", unknown, ("force", "journal", "progress"))
         if self.dry_run:
             raise InvalidInput("a dry run wrote nothing, so there is nothing to undo")
         return _undo(

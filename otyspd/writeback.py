@@ -8,9 +8,11 @@ The path from two frames to the server, one step each:
    Unicode NFC, datetimes as instants in Europe/Amsterdam, dates as dates,
    label columns as labels.
 2. **validate**: every problem (unknown column, read-only field, a label that
-   maps to no id or to several, a value of the wrong type, duplicate uids, an
-   index that is not uids) is collected, and one :class:`InvalidInput` lists
-   them all before anything is sent.
+   maps to no id or to several, a value of the wrong type, blank text in a
+   not-empty field, text that is not valid UTF-8, an integer beyond 64 bits,
+   duplicate uids, an index that is not uids, an ``exclude`` entry that names
+   no change) is collected, and one :class:`InvalidInput` lists them all
+   before anything is sent.
 3. **check**: the server's current values of the changed fields are read again
    (``getDetail`` in MultiService batches, asking only those fields). A cell
    the server changed since it was read is a *conflict* and is held back
@@ -31,6 +33,8 @@ Rows and records:
   ``original`` is rejected as an unknown uid.
 - A row of ``original`` missing from ``edited`` is deleted only with
   ``allow_delete=True``; otherwise it is reported as ``skipped`` and left alone.
+  Undo cannot bring a deleted record back; the journal keeps its read values.
+- A report counts rows, which are cells: an added record counts once per field.
 - Columns of ``original`` missing from ``edited`` are not touched.
 
 Other choices:
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import difflib
 import json
 import logging
 import math
@@ -64,12 +69,22 @@ import pandas as pd
 
 from .errors import InvalidInput, NotFound, OtysError
 from .frames import nest_changes
-from .journal import RECORD, STATUSES, Journal, WriteReport, journal_entry, undo_journal
+from .journal import (
+    RECORD,
+    STATUSES,
+    Journal,
+    UndoWarning,
+    WriteReport,
+    journal_entry,
+    refuse_unknown_options,
+    undo_journal,
+)
 from .progress import progress_bar
 from .schema import short_service
 
 __all__ = [
     "STATUSES",
+    "UndoWarning",
     "WriteReport",
     "diff",
     "undo_journal",
@@ -81,8 +96,20 @@ log = logging.getLogger(__name__)
 
 TZ = "Europe/Amsterdam"
 DEFAULT_BATCH_SIZE = 50
+_WRITE_OPTIONS = (
+    "dry_run",
+    "force",
+    "allow_add",
+    "allow_delete",
+    "journal",
+    "batch_size",
+    "progress",
+    "exclude",
+)
 _READ_ONLY = frozenset({"uid", "internalId"})
 _SCALAR_KINDS = ("string", "text", "integer", "float", "boolean", "date", "datetime")
+# An integer field holds a signed 64-bit number; a bigger one would be cut or rounded.
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 class _Bad(ValueError):
@@ -127,6 +154,23 @@ def _show(value: Any) -> str:
 
 def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
+
+
+def _utf8_text(text: str) -> str:
+    """The text in NFC, refused when it cannot travel as UTF-8 (a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _Bad(
+            f"the text cannot be encoded as UTF-8: a lone surrogate "
+            f"{text[exc.start]!r} at position {exc.start} of {_show(text)}"
+        ) from None
+    return _nfc(text)
+
+
+def _is_blank(value: Any) -> bool:
+    """Missing, or text of nothing but whitespace: what a not-empty field refuses."""
+    return _is_missing(value) or (isinstance(value, str) and value.strip() == "")
 
 
 def _as_timestamp(value: Any) -> pd.Timestamp | None:
@@ -225,7 +269,7 @@ def _canon_any(value: Any) -> Any:
     if isinstance(value, (int, float, np.integer, np.floating, Decimal)):
         return _canon_number(value, "any", False)
     if isinstance(value, str):
-        return _nfc(value)
+        return _utf8_text(value)
     ts = _as_timestamp(value)
     if ts is not None:
         if ts.tzinfo is None and ts == ts.normalize():
@@ -263,7 +307,7 @@ def canonical(value: Any, kind: str, *, lenient: bool = False) -> Any:
     try:
         if kind in ("string", "text"):
             if isinstance(value, str):
-                return _nfc(value)
+                return _nfc(value) if lenient else _utf8_text(value)
             if (
                 lenient
                 and isinstance(value, (int, np.integer))
@@ -278,7 +322,17 @@ def canonical(value: Any, kind: str, *, lenient: bool = False) -> Any:
                 return str(value)
             raise _Bad(f"expected an option id, got {_show(value)}")
         if kind in ("integer", "float"):
-            return _canon_number(value, kind, lenient)
+            number = _canon_number(value, kind, lenient)
+            if (
+                kind == "integer"
+                and not lenient
+                and not (_INT64[0] <= number <= _INT64[1])
+            ):
+                raise _Bad(
+                    f"{_show(value)} is outside the range of an integer field "
+                    "(a signed 64-bit number, -2**63 to 2**63-1)"
+                )
+            return number
         if kind == "boolean":
             return _canon_boolean(value, lenient)
         if kind == "date":
@@ -487,6 +541,10 @@ class _Plan:
     adds: list[_NewRecord] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # rows left out, not deleted
+    # uid -> the record's values, journalled with its delete (they cannot be undone)
+    deleted_values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (uid, status) of records an undone write deleted: undo cannot bring them back
+    lost: list[tuple[str, str]] = field(default_factory=list)
     invalid: list[tuple] = field(default_factory=list)  # (uid, field, old, new) refused
     language: str | None = None
 
@@ -601,14 +659,20 @@ class _Labels:
         return ids, None
 
 
+_EMPTY_PROBLEM = (
+    "may not be empty (the field definitions say so; "
+    "text of only spaces counts as empty)"
+)
+
+
 def _changed_cell(
     uid: str, column: _Column, old: Any, new: Any, labels: _Labels
 ) -> tuple[_Cell | None, str | None]:
     """Build the cell of one change, or say what is wrong with it."""
     if column.read_only:
         return None, f"cannot be updated: {column.read_only}"
-    if getattr(column.fdef, "not_empty", False) and (_is_missing(new) or new == ""):
-        return None, "may not be empty (the field definitions say so)"
+    if getattr(column.fdef, "not_empty", False) and _is_blank(new):
+        return None, _EMPTY_PROBLEM
     try:
         if column.kind == "label":
             old_canon: Any = None
@@ -719,10 +783,22 @@ def _compare_cells(
     return sorted(found, key=lambda c: (_natural(c.uid), order[c.field]))
 
 
-def _mark_excluded(plan: _Plan, excluded: set[tuple[str, str | None]]) -> None:
-    """Leave out the excluded cells, new records (or their fields) and deletes."""
+def _mark_excluded(plan: _Plan, excluded: dict[tuple[str, str | None], Any]) -> None:
+    """Leave out the excluded cells, new records (or their fields) and deletes.
+
+    Every entry must name a change of this plan (whatever its status): an entry
+    that matches none is a typo, and the change it meant to hold back would be
+    sent. Raises :class:`InvalidInput` naming each such entry, before anything
+    is changed.
+    """
+    problems = _unmatched_exclusions(plan, excluded)
+    if problems:
+        raise InvalidInput(
+            "nothing was sent: these exclude entries match no change of this write",
+            problems,
+        )
     for cell in plan.cells:
-        if {(cell.uid, cell.field), (cell.uid, None)} & excluded:
+        if {(cell.uid, cell.field), (cell.uid, None)} & excluded.keys():
             cell.status, cell.error = "skipped", "excluded"
     for record in plan.adds:
         for name in [n for n in record.values if (record.key, n) in excluded]:
@@ -730,6 +806,45 @@ def _mark_excluded(plan: _Plan, excluded: set[tuple[str, str | None]]) -> None:
         if (record.key, None) in excluded or not record.values:
             record.status, record.error = "skipped", "excluded"
     plan.deletes = [u for u in plan.deletes if (u, None) not in excluded]
+
+
+def _unmatched_exclusions(
+    plan: _Plan, excluded: dict[tuple[str, str | None], Any]
+) -> list[str]:
+    """A problem text for each exclude entry that names no cell, record or delete of the plan."""
+    changes: dict[str, set[str]] = {}  # uid -> the fields it changes
+    for cell in plan.cells:
+        changes.setdefault(cell.uid, set()).add(cell.field)
+    for record in plan.adds:
+        changes.setdefault(record.key, set()).update(record.values)
+    for uid in [*plan.deletes, *plan.missing]:
+        changes.setdefault(uid, set())
+
+    problems = []
+    for (uid, name), shown in excluded.items():
+        if uid not in changes:
+            hint = _close(uid, changes)
+            problems.append(
+                f"exclude entry {_show(shown)}: uid {uid!r} has no change here{hint}"
+            )
+        elif name is not None and name not in changes[uid]:
+            fields = ", ".join(sorted(changes[uid])) or "none, only the whole record"
+            problems.append(
+                f"exclude entry {_show(shown)}: uid {uid!r} has no change in field "
+                f"{name!r}{_close(name, changes[uid])} (its changed fields: {fields})"
+            )
+    return problems
+
+
+def _close(word: str, known: Iterable[str]) -> str:
+    """ " (did you mean 'X'?)" for a near miss in spelling, case or spaces, else ""."""
+    known = list(known)
+    folded = {k.strip().casefold(): k for k in known}
+    match = folded.get(word.strip().casefold())
+    if match is None:
+        near = difflib.get_close_matches(word, known, n=1, cutoff=0.8)
+        match = near[0] if near else None
+    return f" (did you mean {match!r}?)" if match is not None else ""
 
 
 def _plan(
@@ -789,14 +904,63 @@ def _plan(
         names = [str(c) for c in edited.columns]
         plan.adds = _plan_adds(new_rows, names, columns, labels, problems, defs)
 
-    if check_rows and problems:
-        raise InvalidInput("nothing was sent; fix these first", problems)
     if allow_delete:
         plan.deletes = gone
+        plan.deleted_values = _row_values(original, original_keys, gone, columns)
     else:
         plan.missing = gone
-    _mark_excluded(plan, _exclusions(exclude))
+    excluded = _exclusions(exclude)
+    problems += _unmatched_exclusions(plan, excluded)
+    if check_rows and problems:
+        raise InvalidInput("nothing was sent; fix these first", problems)
+    _mark_excluded(plan, excluded)
     return plan
+
+
+def _row_values(
+    original: pd.DataFrame,
+    keys: list[str],
+    uids: list[str],
+    columns: dict[str, _Column],
+) -> dict[str, dict[str, Any]]:
+    """uid -> the read values of its row as an add would take them (dotted field -> value).
+
+    The journal keeps them with each delete, so a deleted record can be added
+    again by hand: undo cannot bring it back.
+    """
+    wanted = set(uids)
+    values: dict[str, dict[str, Any]] = {}
+    for position, key in enumerate(keys):
+        if key not in wanted:
+            continue
+        row = original.iloc[position]
+        values[key] = {
+            name: wire
+            for name, column in columns.items()
+            if name not in _READ_ONLY
+            and (wire := _read_value(column, row[name])) is not None
+        }
+    return values
+
+
+def _read_value(column: _Column, value: Any) -> Any:
+    """A read cell as it goes on the wire (an option id for a label), or None."""
+    if _is_missing(value):
+        return None
+    try:
+        if column.kind == "label":
+            ids = column.label_ids().get(_nfc(str(value)), [])
+            wire = column.wire_id(ids[0]) if len(ids) == 1 else str(value)
+        else:
+            kind = column.kind if column.kind in _SCALAR_KINDS else "any"
+            wire = canonical(value, kind, lenient=True)
+            if isinstance(wire, _Structure):
+                wire = wire.value
+        # Only what a JSON Lines journal can hold.
+        json.dumps(wire, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (_Bad, TypeError, ValueError):
+        return None
+    return wire
 
 
 def _plan_adds(
@@ -826,6 +990,9 @@ def _plan_adds(
                     f"new row {key!r}, column {name!r}: cannot be set on add"
                 )
                 continue
+            if getattr(columns[name].fdef, "not_empty", False) and _is_blank(value):
+                problems.append(f"new row {key!r}, column {name!r}: {_EMPTY_PROBLEM}")
+                continue
             wire, problem = _record_wire(columns[name], value, labels)
             if problem:
                 problems.append(f"new row {key!r}, column {name!r}: {problem}")
@@ -842,19 +1009,30 @@ def _plan_adds(
     return records
 
 
-def _exclusions(exclude: Any) -> set[tuple[str, str | None]]:
-    """``[(uid, field), uid, ...]`` as a set of (uid, field or None for the whole record)."""
-    result: set[tuple[str, str | None]] = set()
+def _exclusions(exclude: Any) -> dict[tuple[str, str | None], Any]:
+    """``[(uid, field), uid, ...]`` as (uid, field or None for the whole record) -> the entry.
+
+    A report's frame (its ``uid`` and ``field`` columns) is taken too, and a
+    single uid. Entries are matched exactly: no spaces are stripped, no case folded.
+    """
+    result: dict[tuple[str, str | None], Any] = {}
     if exclude is None:
         return result
     if isinstance(exclude, pd.DataFrame):
+        if not {"uid", "field"} <= set(exclude.columns):
+            raise InvalidInput(
+                "exclude as a frame needs 'uid' and 'field' columns (a report's .frame)"
+            )
         exclude = list(zip(exclude["uid"], exclude["field"], strict=True))
+    elif isinstance(exclude, (str, int)):
+        exclude = [exclude]
     for item in exclude:
         if isinstance(item, tuple) and len(item) == 2:
             uid, name = item
-            result.add((str(uid), None if name in (None, RECORD) else str(name)))
-        elif isinstance(item, (str, int)):
-            result.add((str(item), None))
+            key = (str(uid), None if name in (None, RECORD) else str(name))
+            result[key] = item
+        elif isinstance(item, (str, int)) and not isinstance(item, bool):
+            result[(str(item), None)] = item
         else:
             raise InvalidInput(
                 f"exclude takes (uid, field) pairs or uids, got {_show(item)}"
@@ -1127,8 +1305,9 @@ def _send_deletes(
             outcome.update(_verify_deletes(session, plan.service, batch, str(exc)))
         for uid in batch:
             status, error = outcome[uid]
+            before = plan.deleted_values.get(uid)
             entry = journal_entry(
-                run_id, plan.service, "delete", uid, RECORD, "record", None, None
+                run_id, plan.service, "delete", uid, RECORD, "record", before, None
             )
             run.log([{**entry, "status": status, "error": error}])
         bar.update(len(batch))
@@ -1262,6 +1441,7 @@ def write_back(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool | None = None,
     exclude: Any = None,
+    **unknown: Any,
 ) -> WriteReport:
     """Send the cells changed between ``original`` and ``edited``; return a :class:`WriteReport`.
 
@@ -1277,12 +1457,19 @@ def write_back(
         journal: a path; every write is appended to it as JSON Lines, per batch.
         batch_size: records per MultiService request.
         progress: draw a progress bar (default: only when someone is watching).
-        exclude: ``(uid, field)`` pairs, or uids, to leave out.
+        exclude: ``(uid, field)`` pairs, or uids, to leave out. Each must name
+            a change of this write (matched exactly), else nothing is sent.
+
+    Raises:
+        InvalidInput: before anything is sent, listing every problem: a bad
+            frame or value, an exclude entry that matches no change, an
+            unknown option.
 
     >>> report = session.write_back("Candidate", df, edited)
     >>> report.counts
     {'written': 3}
     """
+    refuse_unknown_options("write_back", unknown, _WRITE_OPTIONS)
     if (
         not isinstance(batch_size, int)
         or isinstance(batch_size, bool)
@@ -1336,12 +1523,18 @@ def _without(plan: _Plan, exclude: Any) -> _Plan:
             copy.status, copy.error = "skipped", record.error
         fresh.adds.append(copy)
     fresh.deletes = list(plan.deletes)
+    fresh.deleted_values = dict(plan.deleted_values)
     _mark_excluded(fresh, _exclusions(exclude))
     return fresh
 
 
 def _undo_plan(entries: list[dict]) -> _Plan:
-    """The plan that restores journalled cells: their "after" is now the old value."""
+    """The plan that restores journalled cells: their "after" is now the old value.
+
+    Records the write added are deleted again (their values stay in the undo's
+    journal). Records it deleted cannot be brought back: they are listed in
+    ``plan.lost``, for the report to show as skipped.
+    """
     if not entries:
         raise InvalidInput("there is nothing to undo: the journal holds no writes")
     services = {e["service"] for e in entries}
@@ -1371,5 +1564,8 @@ def _undo_plan(entries: list[dict]) -> _Plan:
             )
         elif entry["op"] == "add" and entry["status"] == "added":
             plan.deletes.append(entry["uid"])
+            plan.deleted_values[entry["uid"]] = entry.get("after") or {}
+        elif entry["op"] == "delete" and entry["status"] in ("deleted", "unknown"):
+            plan.lost.append((entry["uid"], entry["status"]))
     plan.cells.sort(key=lambda c: (_natural(c.uid), c.field))
     return plan

@@ -458,13 +458,22 @@ def test_adds_and_deletes_only_when_allowed(srv, session, fresh_uids):
         session, SERVICE, original, edited, allow_add=True, allow_delete=True
     )
     assert report.counts == {"added": 2, "deleted": 1}
+    assert "added=2 cells in 1 record" in repr(report)
     added = report.frame.loc[report.frame["status"] == "added", "uid"].iloc[0]
     assert srv.get(SERVICE, added)["Person"]["lastName"] == "Kandidaat"
     with pytest.raises(Exception, match="not found"):
         srv.get(SERVICE, uids[1])
 
-    undone = report.undo()
-    assert undone.counts == {"deleted": 1}
+    # Undo deletes the added record; the deleted one cannot come back, and says so.
+    with pytest.warns(writeback.UndoWarning, match="cannot bring back"):
+        undone = report.undo()
+    assert undone.counts == {"deleted": 1, "skipped": 1}
+    lost = undone.frame[undone.frame["status"] == "skipped"].iloc[0]
+    assert lost["uid"] == uids[1] and "cannot bring back" in lost["error"]
+    with pytest.raises(Exception, match="not found"):
+        srv.get(SERVICE, added)
+    (line,) = [e for e in report.journal if e["op"] == "delete"]
+    assert line["before"]["Person.lastName"] == original.loc[uids[1], "Person.lastName"]
 
 
 def test_a_frame_read_in_english_is_written_with_english_labels(
@@ -503,4 +512,57 @@ def test_read_only_fields_from_the_field_definitions_are_refused(
         f"uid '{uid}', column 'age'",
     ]
     assert "not updatable" in caught.value.problems[0]
+    assert calls(srv, "update") == before
+
+
+# ---- input that must stop a write before it starts ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        ("{uid}", "Person.firstname"),
+        ("{uid}", "firstName"),
+        "{UID}",
+        ("{uid} ", "Person.firstName"),
+    ],
+    ids=["field-case", "field-short", "uid-case", "uid-space"],
+)
+def test_a_mistyped_exclude_sends_nothing(srv, session, fresh_uids, entry):
+    (uid,) = take(fresh_uids, 1)
+    original = read(session, [uid])
+    edited = original.copy()
+    edited.loc[uid, "Person.firstName"] = "DoNotSend"
+    if isinstance(entry, tuple):
+        entry = (entry[0].format(uid=uid), entry[1])
+    else:
+        entry = entry.format(UID=uid.upper() if uid.upper() != uid else f"0{uid}")
+    before = calls(srv, "update")
+    with pytest.raises(InvalidInput, match="exclude entry") as caught:
+        session.write_back("Candidate", original, edited, exclude=[entry])
+    assert repr(entry) in caught.value.problems[0]
+    assert calls(srv, "update") == before
+    assert srv.get(SERVICE, uid)["Person"]["firstName"] != "DoNotSend"
+
+
+def test_blank_text_a_lone_surrogate_and_a_mistyped_option_send_nothing(
+    srv, session, fresh_uids
+):
+    uids = take(fresh_uids, 2)
+    original = read(session, uids)
+    edited = original.copy()
+    edited["Person.firstName"] = edited["Person.firstName"].astype(object)
+    edited.loc[uids[0], "Person.lastName"] = "   "
+    edited.loc[uids[1], "Person.firstName"] = "\ud800"
+    before = calls(srv, "update")
+    with pytest.raises(InvalidInput) as caught:
+        session.write_back("Candidate", original, edited)
+    assert [p.split(": ", 1)[0] for p in caught.value.problems] == [
+        f"uid '{uids[1]}', column 'Person.firstName'",
+        f"uid '{uids[0]}', column 'Person.lastName'",
+    ]
+    assert "lone surrogate" in caught.value.problems[0]
+    assert "may not be empty" in caught.value.problems[1]
+    with pytest.raises(InvalidInput, match="did you mean 'force'"):
+        session.write_back("Candidate", original, original.copy(), forse=True)
     assert calls(srv, "update") == before

@@ -14,6 +14,7 @@ import pytest
 
 from otyspd import writeback
 from otyspd.errors import BadRequest, InvalidInput, NotFound, OwsError, TransportError
+from otyspd.frames import nest_changes as nest
 from otyspd.journal import read_journal
 from otyspd.schema import FieldDef
 
@@ -764,3 +765,223 @@ def test_progress_bars_can_be_asked_for(setup, capsys):
     edited.loc["1", "email"] = "a@example.org"
     writeback.write_back(session, "Candidate", original, edited, progress=True)
     assert "Writing CandidateService" in capsys.readouterr().err
+
+
+# ---- exclude entries must name a change -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "entry, hint",
+    [
+        (("1", "Email"), "did you mean 'email'?"),
+        (("1", "mail"), "did you mean 'email'?"),
+        (("1", "score"), "its changed fields: email"),
+        (("1 ", "email"), "did you mean '1'?"),
+        ("9", "has no change here"),
+        ("3", "has no change here"),  # a row of the frame, but nothing changed in it
+    ],
+)
+def test_an_exclude_entry_that_matches_no_change_is_refused_before_anything_is_sent(
+    setup, entry, hint
+):
+    session, original, edited = setup
+    edited.loc["1", "email"] = "a@example.org"
+    edited.loc["2", "email"] = "b@example.org"
+    with pytest.raises(InvalidInput, match="exclude entry") as caught:
+        writeback.write_back(
+            session, "Candidate", original, edited, exclude=[("2", "email"), entry]
+        )
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"exclude entry {entry!r}") and hint in problem
+    assert session.requests == []
+
+    plan = writeback.write_back(session, "Candidate", original, edited, dry_run=True)
+    with pytest.raises(InvalidInput, match="match no change"):
+        plan.apply(exclude=[entry])
+    assert session.writes() == []
+    assert session.store["1"]["email"] == "p1@example.org"
+
+
+def test_every_unmatched_exclude_entry_is_named_with_the_frames_problems(setup):
+    session, original, edited = setup
+    edited["score"] = edited["score"].astype(object)
+    edited.loc["1", "email"] = "a@example.org"
+    edited.loc["2", "score"] = "seven"
+    with pytest.raises(InvalidInput) as caught:
+        writeback.write_back(
+            session,
+            "Candidate",
+            original,
+            edited,
+            exclude=[("1", "Person.firstname"), "1x"],
+        )
+    text = "\n".join(caught.value.problems)
+    assert "uid '2', column 'score': expected a number" in text
+    assert "exclude entry ('1', 'Person.firstname')" in text
+    assert "exclude entry '1x'" in text
+    assert session.requests == []
+
+
+def test_excluding_a_change_that_is_not_planned_is_fine(setup):
+    session, original, edited = setup
+    edited.loc["1", "email"] = "a@example.org"
+    edited.loc["2", "email"] = "b@example.org"
+    session.store["2"]["email"] = "colleague@example.org"
+    plan = writeback.write_back(session, "Candidate", original, edited, dry_run=True)
+    assert plan.counts == {"planned": 1, "conflict": 1}
+    report = plan.apply(exclude=plan.conflicts)
+    assert report.counts == {"written": 1, "skipped": 1}
+    kept = edited.drop(index=["5"])
+    report = writeback.write_back(
+        session, "Candidate", original, kept, exclude=[("2", "email"), "5"]
+    )
+    assert report.counts == {"unchanged": 1, "skipped": 2}
+    assert session.store["2"]["email"] == "colleague@example.org"
+
+
+# ---- undo after adds and deletes ---------------------------------------------------------
+
+
+def test_undo_after_a_delete_says_the_record_stays_gone_and_how_to_add_it_again(
+    setup, tmp_path
+):
+    session, original, edited = setup
+    gone = copy.deepcopy(session.store["4"])
+    path = tmp_path / "j.jsonl"
+    report = writeback.write_back(
+        session,
+        "Candidate",
+        original,
+        edited.drop(index=["4"]),
+        allow_delete=True,
+        journal=path,
+    )
+    assert report.counts == {"deleted": 1}
+
+    with pytest.warns(writeback.UndoWarning, match=r"1 deleted record\(s\) \('4'\)"):
+        undone = report.undo()
+    assert undone.counts == {"skipped": 1}
+    assert repr(undone) == "WriteReport(CandidateService: skipped=1)"
+    row = undone.frame.iloc[0]
+    assert (row["uid"], row["field"], row["status"]) == ("4", "(record)", "skipped")
+    assert "cannot bring back a deleted record" in row["error"]
+    assert "'before' of its delete line in the journal" in row["error"]
+    assert "4" not in session.store
+    with pytest.warns(writeback.UndoWarning):
+        assert writeback.undo_journal(session, path).counts == {"skipped": 1}
+
+    # The advice holds: the delete line carries the read values, as the server takes them.
+    (line,) = [e for e in read_journal(path) if e["op"] == "delete"]
+    assert line["before"] == {
+        "Person.firstName": "Name4",
+        "Person.birthdate": "1990-01-04",
+        "email": "p4@example.org",
+        "statusId": 1,
+        "score": 5,
+        "entryDateTime": "2024-03-01 09:30:00",
+    }
+    (result,) = session.multi([("CandidateService.add", [nest(line["before"])])])
+    back = session.store[result.data]
+    assert {k: v for k, v in back.items() if k != "uid"} == {
+        k: v for k, v in gone.items() if k not in ("uid", "phone")
+    }
+
+
+def test_undo_deletes_the_records_the_write_added_and_counts_name_records(setup):
+    session, original, edited = setup
+    new = pd.DataFrame(
+        {"Person.firstName": ["Nina"], "email": ["nina@example.org"], "score": [3]},
+        index=pd.Index(["new1"], name="uid"),
+    )
+    report = writeback.write_back(
+        session, "Candidate", original, pd.concat([edited, new]), allow_add=True
+    )
+    assert report.counts == {"added": 3}
+    assert repr(report) == "WriteReport(CandidateService: added=3 cells in 1 record)"
+    (uid,) = set(report.frame["uid"])
+    undone = report.undo()
+    assert undone.counts == {"deleted": 1}
+    assert uid not in session.store
+    assert undone.journal[0]["before"] == {
+        "Person.firstName": "Nina",
+        "email": "nina@example.org",
+        "score": 3,
+    }
+
+
+# ---- values the server cannot take, and unknown options ----------------------------------
+
+
+def test_blank_text_huge_integers_and_lone_surrogates_are_refused_with_row_and_column():
+    records = _records(3)
+    defs = {
+        "Person.firstName": FieldDef("Person.firstName", not_empty=True),
+        "email": FieldDef("email"),
+        "score": FieldDef("score", "integer"),
+    }
+    session = FakeSession(records, defs=defs)
+    original = _frame(records)
+    edited = original.copy()
+    edited["score"] = edited["score"].astype(object)
+    edited["email"] = edited["email"].astype(
+        object
+    )  # Arrow-backed text refuses surrogates
+    edited.loc["1", "Person.firstName"] = " \t "
+    edited.loc["1", "score"] = 10**20
+    edited.loc["2", "score"] = -(2**63) - 1
+    edited.loc["2", "email"] = "a\ud800b"
+    edited.loc["3", "score"] = 2**63 - 1  # the largest that fits: fine
+    new = pd.DataFrame(
+        {"Person.firstName": ["   "], "email": ["\udfff"]},
+        index=pd.Index(["new1"], name="uid"),
+        dtype=object,
+    )
+    with pytest.raises(InvalidInput) as caught:
+        writeback.write_back(
+            session, "Candidate", original, pd.concat([edited, new]), allow_add=True
+        )
+    problems = caught.value.problems
+    assert [p.split(": ", 1)[0] for p in problems] == [
+        "uid '1', column 'Person.firstName'",
+        "uid '2', column 'email'",
+        "uid '1', column 'score'",
+        "uid '2', column 'score'",
+        "new row 'new1', column 'Person.firstName'",
+        "new row 'new1', column 'email'",
+        "new row 'new1' has no values to add",
+    ]
+    assert "text of only spaces counts as empty" in problems[0]
+    assert "lone surrogate '\\ud800' at position 1" in problems[1]
+    assert "outside the range" in problems[2] and "64-bit" in problems[2]
+    assert "outside the range" in problems[3]
+    assert "cannot be encoded as UTF-8: a lone surrogate '\\udfff'" in problems[5]
+    assert session.requests == []
+
+
+@pytest.mark.parametrize("where", ["write_back", "apply", "undo", "undo_journal"])
+def test_an_unknown_option_is_named_with_the_valid_ones(setup, tmp_path, where):
+    session, original, edited = setup
+    edited.loc["1", "email"] = "a@example.org"
+    with pytest.raises(InvalidInput) as caught:
+        if where == "write_back":
+            writeback.write_back(session, "Candidate", original, edited, forse=True)
+        elif where == "apply":
+            plan = writeback.write_back(
+                session, "Candidate", original, edited, dry_run=True
+            )
+            plan.apply(forse=True)
+        elif where == "undo":
+            writeback.write_back(session, "Candidate", original, edited).undo(
+                forse=True
+            )
+        else:
+            path = tmp_path / "j.jsonl"
+            writeback.write_back(session, "Candidate", original, edited, journal=path)
+            writeback.undo_journal(session, path, forse=True)
+    text = str(caught.value)
+    assert f"{where}() got unknown options: 'forse' (did you mean 'force'?)" in text
+    assert "valid options:" in text and "force" in text.split("valid options:")[1]
+    expected = (
+        "a@example.org" if where in ("undo", "undo_journal") else "p1@example.org"
+    )
+    assert session.store["1"]["email"] == expected
