@@ -31,7 +31,7 @@ from .paging import DriftWarning
 from .paging import read_list_last as read_list
 from .query import F
 from .session import Session, connect
-from .writeback import WriteReport
+from .writeback import UndoWarning, WriteReport
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -57,6 +57,7 @@ __all__ = [
     "SchemaDriftError",
     "Session",
     "TransportError",
+    "UndoWarning",
     "UnknownOptionWarning",
     "WriteReport",
     "connect",
