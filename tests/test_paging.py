@@ -275,6 +275,26 @@ def test_a_refused_first_page_is_the_servers_error_not_an_incomplete_read():
     assert not isinstance(info.value, IncompleteRead)
 
 
+def test_c22_a_refusal_mid_read_carries_the_rows_so_far_and_where_to_resume():
+    server = ListServer(1000, cap=200)
+
+    def refuse_later(page_no, srv):
+        srv.refuse = page_no >= 3
+
+    server.before_page = refuse_later
+    with pytest.raises(IncompleteRead) as info:
+        read_list(server, "Candidate", WHAT, page_size=200, batch=1)
+    err = info.value
+    assert isinstance(err.__cause__, BadRequest)
+    assert len(err.partial) == err.resume_offset > 0
+    assert uids(err.partial) == [r["uid"] for r in server.rows[: err.resume_offset]]
+
+    server.before_page = None
+    server.refuse = False
+    rest = read_list(server, "Candidate", WHAT, offset=err.resume_offset)
+    assert uids(pd.concat([err.partial, rest])) == [r["uid"] for r in server.rows]
+
+
 def test_c16_a_failure_inside_a_batch_keeps_the_pages_before_it():
     server = ListServer(1000, cap=100)
     server.failing = {-1: 0}
