@@ -983,9 +983,18 @@ def iter_pages(
         options=options,
     )
 
+    # Pages are fetched lazily, maybe after a ``with session.language(...)`` block
+    # has ended: every step runs in the context of this call, its language included.
+    context = contextvars.copy_context()
+
     def pages() -> Iterator[pd.DataFrame]:
-        reader = _Reader(session, plan, keeps_rows=False)
-        for frame in reader.chunks(1):
+        reader = context.run(_Reader, session, plan, keeps_rows=False)
+        chunks = reader.chunks(1)
+        while True:
+            try:
+                frame = context.run(next, chunks)
+            except StopIteration:
+                return
             reader.frames.clear()
             yield frame
 

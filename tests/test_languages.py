@@ -53,3 +53,20 @@ def test_option_labels_follow_the_session_language(live):
     assert labels_en.loc[uid, "statusId"] == "Closed"
     assert set(labels_en["statusId"].astype(str)) == {"Closed"}
     assert set(labels_nl["statusId"].astype(str)) == {"Gesloten"}
+
+
+def test_pages_asked_inside_a_language_block_are_read_in_it_even_after_the_block(live):
+    srv, session = live
+    with session.language("en"):
+        pages = session.iter_pages("Vacancy", ["statusId"], labels=True, page_size=5)
+        expected = session.read_list("Vacancy", ["statusId"])
+
+    # The first page is fetched only now, outside the block.
+    frames = list(pages)
+
+    read = frames[0].attrs["otyspd"]["language"]
+    labels = {str(v) for f in frames for v in f["statusId"].dropna()}
+    assert read == "en" and len(frames) > 1
+    assert labels == {str(v) for v in expected["statusId"].dropna()}
+    assert "Gesloten" not in labels
+    assert sum(len(f) for f in frames) == len(expected)
