@@ -169,10 +169,26 @@ def connect(
 
 def _start_sandbox(options: dict[str, Any]) -> Any:
     """Start an in-process sandbox on 127.0.0.1 with the given sandbox options."""
-    from .sandbox import serve
+    import inspect
 
-    options = {"port": 0, **options}
-    server = serve(**options)
+    from .sandbox import DEFAULT_KNOBS, serve
+
+    known = {
+        name
+        for name, p in inspect.signature(serve).parameters.items()
+        if p.kind is not p.VAR_KEYWORD
+    } | set(DEFAULT_KNOBS)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for connect(sandbox=True); "
+            f"session options are {', '.join(sorted(_SESSION_OPTIONS))}, sandbox options "
+            f"are {', '.join(sorted(known))}"
+        )
+    try:
+        server = serve(**{"port": 0, **options})
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"the sandbox cannot start as asked: {exc}") from exc
     log.info(
         "started a local OWS sandbox at %s: the data is simulated, not a real OTYS client",
         server.url,

@@ -564,3 +564,17 @@ def test_session_methods_show_the_full_documentation_of_what_they_call():
         assert "session:" not in method.__doc__
     assert paging.read_list.__doc__.splitlines()[0] in otyspd.Session.read_list.__doc__
     assert files.upload.__doc__.splitlines()[0] in otyspd.Session.upload.__doc__
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"progress": False}, "unknown option.*'progress'"),
+        ({"records": 10, "fault_rate": 2}, "cannot start as asked"),
+    ],
+)
+def test_a_bad_sandbox_option_is_a_configuration_error(options, match):
+    import otyspd
+
+    with pytest.raises(otyspd.ConfigurationError, match=match):
+        otyspd.connect(sandbox=True, **options)
