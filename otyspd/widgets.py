@@ -923,6 +923,10 @@ class ReviewPanel(_Form):
     def _apply_clicked(self, button: w.Button | None = None) -> None:
         if _ignored(button):
             return
+        if not self.included:
+            # Writing nothing would spend the plan; let the user tick something first.
+            self._say("No change is ticked: tick the changes to write, then Apply.")
+            return
         controls = (self.apply_button, self.all_button, self.none_button)
         with self._busy(*controls) as run:
             excluded = self.excluded

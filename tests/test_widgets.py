@@ -393,6 +393,22 @@ def test_review_applies_without_the_excluded_change_then_undoes():
     assert panel.undo_report is first_undo
 
 
+def test_review_with_every_change_unticked_writes_nothing_and_stays_usable():
+    panel, store = _stand_in_panel()
+    before = dict(store)
+    panel.none_button.click()
+    panel.apply_button.click()
+
+    assert store == before and panel.report is None
+    assert panel.message_text.startswith("No change is ticked")
+    assert not any(box.disabled for box in panel.changes)
+
+    panel.all_button.click()
+    panel.apply_button.click()
+    assert panel.report is not None
+    assert panel.message_text == "Written: written 3."
+
+
 def test_review_keeps_apply_available_when_applying_fails():
     panel, store = _stand_in_panel()
     before = dict(store)
