@@ -7,7 +7,7 @@
 
 import logging
 
-from .duplicates import merge_map, surviving_ids
+from .duplicates import AmbiguousIdWarning, merge_map, surviving_ids
 from .errors import (
     AccessDenied,
     BadRequest,
@@ -39,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "AmbiguousIdWarning",
     "BadRequest",
     "ConfigurationError",
     "DriftError",

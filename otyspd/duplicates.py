@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,13 @@ from .errors import InvalidInput, NotFound, OwsError, ProtocolError
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["DuplicateInfo", "duplicate_info", "merge_map", "surviving_ids"]
+__all__ = [
+    "AmbiguousIdWarning",
+    "DuplicateInfo",
+    "duplicate_info",
+    "merge_map",
+    "surviving_ids",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,18 @@ HISTORY_COLUMNS = (
     "personalNrDestination",
 )
 _SOURCE_KINDS = ("oidSource", "idSource", "personalNrSource")
+#: id_kind -> (its merge history source column, its DuplicateInfo attribute).
+_KIND_COLUMNS = {
+    "uid": ("oidSource", "new_uid"),
+    "internalId": ("idSource", "new_internal_id"),
+    "personalNr": ("personalNrSource", "new_personal_nr"),
+}
+
+
+class AmbiguousIdWarning(UserWarning):
+    """An id was matched by the server as another kind of id than the caller said."""
+
+
 _MAPPING_COLUMNS = (
     "id",
     "surviving_uid",
@@ -188,7 +207,11 @@ def _datetimes(values: list[Any]) -> pd.Series:
 
 
 def surviving_ids(
-    session: Session | None, ids: Any, *, history: Any = None
+    session: Session | None,
+    ids: Any,
+    *,
+    history: Any = None,
+    id_kind: str | None = None,
 ) -> pd.DataFrame:
     """Map candidate ids that may have been merged away to the records that survive.
 
@@ -202,6 +225,12 @@ def surviving_ids(
         history: optionally a candidates frame read with ``mergeHistory`` (see
             :func:`merge_map`); ids it explains (merged-away ids and the uids of
             its own rows) need no lookup.
+        id_kind: what the ids are, when known: ``"uid"``, ``"internalId"`` or
+            ``"personalNr"``. The server tries uid, then internalId, then
+            personalNr, so a personalNr equal to another candidate's internalId
+            finds that other candidate. With ``id_kind``, an id the server
+            matched as another kind is not taken: its row has ``found`` False,
+            and a warning names it.
 
     Returns:
         A DataFrame with one row per input id, in input order and with the input
@@ -220,11 +249,16 @@ def surviving_ids(
     >>> ids = surviving_ids(session, old_export["candidate_uid"])
     >>> old_export["candidate_uid"] = ids["surviving_uid"]
     """
+    if id_kind is not None and id_kind not in _KIND_COLUMNS:
+        raise InvalidInput(
+            f"id_kind must be one of {', '.join(map(repr, _KIND_COLUMNS))}, got {id_kind!r}"
+        )
     series = _as_series(ids)
     keys = {k for k in series if k is not None}
 
     resolved: dict[str, dict] = {}
-    if history is not None:
+    # A history frame's index holds uids, and merge_map matches any kind of id.
+    if history is not None and id_kind in (None, "uid"):
         known = merge_map(history)
         survivors = {str(uid) for uid in history.index}
         for key in keys:
@@ -234,7 +268,7 @@ def surviving_ids(
                 resolved[key] = _itself(key)
     remaining = sorted(keys - set(resolved))
     if remaining and session is not None:
-        resolved.update(_lookup(session, remaining))
+        resolved.update(_lookup(session, remaining, id_kind))
 
     rows = [
         _row(key, resolved.get(key)) if key is not None else _row("", None)
@@ -274,10 +308,13 @@ def _as_series(ids: Any) -> pd.Series:
     )
 
 
-def _lookup(session: Session, keys: list[str]) -> dict[str, dict]:
+def _lookup(
+    session: Session, keys: list[str], id_kind: str | None = None
+) -> dict[str, dict]:
     """One retrieveDuplicateInfo per key, batched; map each key to its resolution."""
     results = session.multi([(_METHOD, [key]) for key in keys], idempotent=True)
     resolved: dict[str, dict] = {}
+    other_kind: list[str] = []
     for key, result in zip(keys, results, strict=True):
         if not result.ok:
             if isinstance(result.error, NotFound) or _says_not_found(result.error):
@@ -287,18 +324,41 @@ def _lookup(session: Session, keys: list[str]) -> dict[str, dict]:
             info = _parse_info(key, result.data)
         except NotFound:
             continue
-        resolved[key] = _resolve(key, info)
+        if id_kind is not None and not _matched_as(key, info, id_kind):
+            other_kind.append(key)
+            continue
+        resolved[key] = _resolve(key, info, id_kind)
+    if other_kind:
+        warnings.warn(
+            f"{len(other_kind)} id(s) given as {id_kind} were matched by the server as "
+            f"another kind of id (another candidate's uid or internalId) and were not "
+            f"taken: {', '.join(other_kind[:10])}",
+            AmbiguousIdWarning,
+            stacklevel=3,
+        )
     log.debug("retrieveDuplicateInfo: %d ids, %d known", len(keys), len(resolved))
     return resolved
+
+
+def _matched_as(key: str, info: DuplicateInfo, id_kind: str) -> bool:
+    """Whether the server's answer for ``key`` is about a candidate with that id of that kind."""
+    source, new = _KIND_COLUMNS[id_kind]
+    first = info.history.iloc[0] if not info.history.empty else None
+    # The oldest merge's source is the record asked about, if it was merged.
+    if first is not None and _text(first[source]) == key:
+        return True
+    sources = set() if first is None else {_text(v) for v in info.history[source]}
+    return key in sources or getattr(info, new) == key
 
 
 def _says_not_found(error: Any) -> bool:
     return isinstance(error, OwsError) and "not found" in error.ows_message.lower()
 
 
-def _resolve(key: str, info: DuplicateInfo) -> dict:
+def _resolve(key: str, info: DuplicateInfo, id_kind: str | None = None) -> dict:
     """Follow ``key`` through the merge history of one answer."""
-    end, steps = _follow(key, info.history)
+    kinds = (_KIND_COLUMNS[id_kind][0],) if id_kind else _SOURCE_KINDS
+    end, steps = _follow(key, info.history, kinds)
     if steps == 0:
         # The key is no source in the history: it survived, or its merges predate
         # the full history (March 2024); the server's "new" ids then decide.
@@ -320,12 +380,14 @@ def _resolve(key: str, info: DuplicateInfo) -> dict:
     }
 
 
-def _follow(key: str, history: pd.DataFrame) -> tuple[dict, int]:
+def _follow(
+    key: str, history: pd.DataFrame, kinds: tuple[str, ...] = _SOURCE_KINDS
+) -> tuple[dict, int]:
     """Walk source -> destination edges from ``key``; return the end and the step count.
 
     ``key`` is matched as a uid first, then as an internalId, then as a
-    personalNr, the order the server uses; the walk then follows destination
-    uids and internalIds only.
+    personalNr, the order the server uses (or only as the source ``kinds``
+    given); the walk then follows destination uids and internalIds only.
     """
     index: dict[str, dict[str, int]] = {c: {} for c in _SOURCE_KINDS}
     for i, row in enumerate(history.itertuples(index=False)):
@@ -336,7 +398,7 @@ def _follow(key: str, history: pd.DataFrame) -> tuple[dict, int]:
 
     current: dict = {"uid": None, "internal_id": None}
     seen: set[int] = set()
-    step = next((index[c][key] for c in _SOURCE_KINDS if key in index[c]), None)
+    step = next((index[c][key] for c in kinds if key in index[c]), None)
     while step is not None and step not in seen:
         seen.add(step)
         row = history.iloc[step]

@@ -384,3 +384,50 @@ def test_duplicate_info_of_an_unknown_id_is_not_found_on_the_sandbox(live):
     _, session = live
     with pytest.raises(NotFound, match="not found"):
         session.duplicate_info("no-such-id")
+
+
+def test_an_id_of_the_kind_given_is_followed_from_its_own_record():
+    # D's personalNr is "101", which is A's internalId: the server answers A's chain.
+    D = ("uD", 104, "101")
+    table = {"101": answer(CHAIN, C), "P-A": answer(CHAIN, C)}
+    table["101"] = answer({**CHAIN, "104": merge("2024-07-01 08:00:00", D, C)}, C)
+    session = FakeSession(table)
+
+    as_internal = duplicates.surviving_ids(session, ["101"], id_kind="internalId")
+    as_personal = duplicates.surviving_ids(session, ["101"], id_kind="personalNr")
+
+    assert as_internal["chain_length"].tolist() == [2]  # A -> B -> C
+    assert as_personal["chain_length"].tolist() == [1]  # D -> C
+    assert as_personal["surviving_uid"].tolist() == ["uC"]
+
+
+def test_an_id_the_server_matched_as_another_kind_is_not_taken():
+    # The server found internalId 101 (A); no candidate has personalNr "101".
+    session = FakeSession({"101": answer(CHAIN, C)})
+
+    with pytest.warns(duplicates.AmbiguousIdWarning, match="101"):
+        frame = duplicates.surviving_ids(session, ["101"], id_kind="personalNr")
+
+    assert frame["found"].tolist() == [False]
+    assert frame["surviving_uid"].tolist() == ["101"]
+    assert duplicates.surviving_ids(session, ["101"])["found"].tolist() == [True]
+
+
+def test_an_unknown_id_kind_is_refused_before_any_call():
+    session = FakeSession({})
+    with pytest.raises(InvalidInput, match="id_kind"):
+        duplicates.surviving_ids(session, ["1"], id_kind="email")
+    assert session.batches == []
+
+
+def test_a_personal_nr_equal_to_another_internal_id_on_the_sandbox(live):
+    srv, session = live
+    uid, personal_nr = srv.store.one(
+        "SELECT src_uid, src_nr FROM merges "
+        "WHERE src_nr IN (SELECT CAST(src_id AS TEXT) FROM merges) LIMIT 1"
+    )
+    by_uid = duplicates.surviving_ids(session, [uid])
+    by_nr = duplicates.surviving_ids(session, [personal_nr], id_kind="personalNr")
+
+    assert by_nr["surviving_uid"].tolist() == by_uid["surviving_uid"].tolist()
+    assert by_nr["chain_length"].tolist() == by_uid["chain_length"].tolist()
