@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 
 import pytest
 import requests
@@ -806,3 +808,405 @@ def test_seed_data_is_deterministic_and_messy(make_sandbox):
         "WHERE e IS NOT NULL GROUP BY e HAVING COUNT(*) > 1)"
     )[0]
     assert duplicates > 0
+
+
+# ---- malformed and hostile requests ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tough():
+    """One small sandbox without a rate limit, shared by the hostile-request tests."""
+    from otyspd.sandbox import serve
+
+    srv = serve(records=100, rate_limit=None)
+    http = requests.Session()
+    token = http.post(
+        srv.url, json={"method": "loginByUid", "params": [srv.api_key], "id": 1}
+    ).json()["result"]
+    yield srv, http, token
+    http.close()
+    srv.stop()
+
+
+@pytest.fixture
+def quiet(capfd, caplog):
+    """Fails the test if the sandbox printed a traceback or logged an error."""
+    yield
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def _raw(srv, text: str | bytes) -> dict:
+    response = requests.post(srv.url, data=text, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _rpc(tough, method: str, *params, id=1) -> dict:
+    srv, http, _ = tough
+    response = http.post(
+        srv.url, json={"method": method, "params": list(params), "id": id}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_object_params_take_only_ascii_digit_keys_as_positions(tough, quiet):
+    srv, _, token = tough
+    # "²" passes str.isdigit() but is no position: it is a named key, so no token comes first.
+    answer = _raw(srv, json.dumps({"method": "check", "params": {"²": token}, "id": 7}))
+    assert answer == {
+        "error": {"message": "Access denied; please login first", "code": 0},
+        "id": 7,
+    }
+    # Positions order by value however many digits they have (no int() of the key).
+    long_key = "1" + "0" * 5000
+    answer = _raw(
+        srv, json.dumps({"method": "check", "params": {long_key: 1, "0": token}})
+    )
+    assert answer["result"]["clientId"] == 4321
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ('{"method":"","params":[],"id":9}', -32600),
+        ('{"method":{"a":1},"params":[],"id":9}', -32600),
+        (
+            '{"method":"check","params":' + "[" * 100_000 + "]" * 100_000 + ',"id":9}',
+            -32700,
+        ),
+        ('{"method":"check","params":' + "[" * 600 + "]" * 600 + ',"id":9}', -32700),
+        ('{"method":"check","params":[NaN],"id":9}', -32700),
+        ('{"method":"check","params":[Infinity],"id":9}', -32700),
+        ('{"method":"check","params":[1' + "0" * 5000 + '],"id":9}', -32700),
+    ],
+    ids=[
+        "empty-method",
+        "object-method",
+        "deep-100000",
+        "deep-600",
+        "nan",
+        "inf",
+        "huge-int-text",
+    ],
+)
+def test_malformed_bodies_get_an_ows_error_and_the_server_lives_on(
+    tough, quiet, body, code
+):
+    srv, _, token = tough
+    answer = _raw(srv, body)
+    assert answer["error"]["code"] == code, answer
+    assert answer["id"] == (9 if code == -32600 else None)
+    assert _rpc(tough, "check", token)["result"]["clientId"] == 4321
+
+
+def test_nesting_up_to_512_levels_is_read(tough, quiet):
+    srv, _, token = tough
+    inner = (
+        "[" * 510 + "]" * 510
+    )  # 511 with the params array, 512 with the request object
+    answer = _raw(
+        srv, '{"method":"check","params":["' + token + '",' + inner + '],"id":3}'
+    )
+    assert answer["result"]["clientId"] == 4321 and answer["id"] == 3
+
+
+def _raw_http(srv, head: bytes, body: bytes = b"") -> tuple[int, dict, bytes]:
+    """Send one hand-made HTTP request; (status, headers, body) of the answer."""
+    with socket.create_connection((srv.host, srv.port), timeout=10) as conn:
+        conn.sendall(head + b"\r\n" + body)
+        data = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    top, _, rest = data.partition(b"\r\n\r\n")
+    lines = top.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, rest
+
+
+@pytest.mark.parametrize(
+    ("length_headers", "status", "problem"),
+    [
+        (b"Content-Length: abc\r\n", 400, "Content-Length"),
+        (b"Content-Length: -5\r\n", 400, "Content-Length"),
+        (b"Content-Length: \xc2\xb2\r\n", 400, "Content-Length"),
+        (b"", 400, "Content-Length header is missing"),
+        (b"Content-Length: 2\r\nContent-Length: 3\r\n", 400, "twice"),
+        (b"Transfer-Encoding: chunked\r\n", 400, "chunked"),
+        (b"Content-Length: 99999999999999999999999\r\n", 413, "too large"),
+    ],
+    ids=["letters", "negative", "superscript", "missing", "twice", "chunked", "huge"],
+)
+def test_a_bad_content_length_gets_http_400_with_a_json_error_and_close(
+    tough, quiet, length_headers, status, problem
+):
+    srv, _, token = tough
+    head = b"POST /jservice.php HTTP/1.1\r\nHost: 127.0.0.1\r\n" + length_headers
+    got, headers, body = _raw_http(srv, head, b"{}")
+    assert got == status
+    assert headers["Connection"] == "close"
+    answer = json.loads(body)
+    assert answer["error"]["code"] == -32700 and answer["id"] is None
+    assert problem in answer["error"]["message"]
+    assert _rpc(tough, "check", token)["result"]["clientId"] == 4321
+
+
+def test_an_exception_inside_a_method_is_an_internal_error_echoing_the_id(
+    tough, monkeypatch, caplog
+):
+    srv, _, token = tough
+
+    def broken(*args):
+        raise KeyError("made-up bug")
+
+    monkeypatch.setattr(srv.dispatcher, "g_getOptionLists", broken)
+    answer = _rpc(
+        tough, "CandidateService.getOptionLists", token, ["statusId"], id="x1"
+    )
+    assert answer["id"] == "x1" and answer["error"]["code"] == -32603
+    assert "Internal sandbox error: KeyError" in answer["error"]["message"]
+    # In a batch only the broken call fails.
+    batch = _rpc(
+        tough,
+        "MultiService.execute",
+        [
+            {
+                "method": "CandidateService.getOptionLists",
+                "args": [token, ["statusId"]],
+            },
+            {"method": "check", "args": [token]},
+        ],
+    )["result"]
+    assert batch[0]["status"] == "error" and batch[0]["code"] == -32603
+    assert batch[1]["status"] == "success"
+    assert any("sandbox failed" in r.getMessage() for r in caplog.records)
+
+
+def _first_uid(tough, service: str = "CandidateService"):
+    _, _, token = tough
+    return _rpc(tough, f"{service}.getList", token, {"what": {"uid": 1}, "limit": 1})[
+        "result"
+    ][0]["uid"]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda t, u: ("CandidateService.getListEx", {"limit": 1, "offset": 10**30}),
+        lambda t, u: ("CandidateService.getListEx", {"limit": 10**30}),
+        lambda t, u: ("CandidateService.getList", {"limit": "9" * 30}),
+        lambda t, u: ("CandidateService.retrieveDuplicateInfo", 10**30),
+        lambda t, u: ("CandidateService.getDetail", 10**30, {"uid": 1}),
+        lambda t, u: (
+            "CandidateService.update",
+            10**30,
+            {"Person": {"firstName": "X"}},
+        ),
+        lambda t, u: ("UserService.getDetail", 10**30, {"uid": 1}),
+        lambda t, u: ("UserService.getDetail", "9" * 30, {"uid": 1}),
+        lambda t, u: ("CandidateService.delete", -(10**30)),
+        lambda t, u: (
+            "CandidateService.getList",
+            {
+                "condition": {
+                    "type": "COND",
+                    "field": "internalId",
+                    "op": "EQ",
+                    "param": 10**30,
+                }
+            },
+        ),
+        lambda t, u: ("CandidateService.update", u, {"statusId": 10**30}),
+        lambda t, u: (
+            "VacancyService.update",
+            _first_uid(t, "VacancyService"),
+            {"salaryMin": 10**400},
+        ),
+    ],
+    ids=[
+        "offset",
+        "limit",
+        "limit-text",
+        "duplicate-info",
+        "detail-id",
+        "update-id",
+        "user-id",
+        "user-id-text",
+        "delete-negative",
+        "condition",
+        "field-value",
+        "float-too-big",
+    ],
+)
+def test_numbers_too_big_for_sqlite_are_refused_as_out_of_range(tough, quiet, call):
+    method, *args = call(tough, _first_uid(tough))
+    _, _, token = tough
+    before = tough[0].stats["calls"]
+    answer = _rpc(tough, method, token, *args)
+    assert answer["error"]["code"] == -32602, answer
+    assert "out of range" in answer["error"]["message"]
+    assert tough[0].stats["calls"] != before  # it reached the method stage
+
+
+def test_a_huge_digit_string_can_still_be_a_personal_nr(tough, quiet):
+    _, _, token = tough
+    answer = _rpc(tough, "CandidateService.retrieveDuplicateInfo", token, "9" * 30)
+    assert answer["error"]["code"] == 404  # looked up as a personalNr, not refused
+
+
+@pytest.mark.parametrize(
+    ("flag", "truthy"),
+    [
+        ("0", False),
+        ("", False),
+        (0, False),
+        (False, False),
+        (None, False),
+        ([], False),
+        ("1", True),
+        (1, True),
+        (True, True),
+        ("true", True),
+        ("false", True),
+        (2, True),
+    ],
+)
+def test_list_flags_are_read_as_php_reads_them(ows, flag, truthy):
+    # ows: 300 candidates, so the 200 cap and the 1000 cap differ.
+    page = ows.result(
+        "CandidateService.getListEx",
+        {
+            "what": {"uid": 1},
+            "limit": 500,
+            "excludeLimitCheck": flag,
+            "getTotalCount": flag,
+        },
+    )
+    assert len(page["listOutput"]) == (300 if truthy else 200)
+    assert page["totalCount"] == (300 if truthy else None)
+
+
+def test_set_language_exists_only_on_the_record_services(tough, quiet):
+    from otyspd.sandbox.schema import SERVICES
+
+    _, _, token = tough
+    for service in SERVICES:
+        assert _rpc(tough, f"Otys.Services.{service}.setLanguage", token, "nl") == {
+            "result": True,
+            "id": 1,
+        }
+    for service in ("FooService", "DossierService", "MultiService", "LanguageService"):
+        answer = _rpc(tough, f"Otys.Services.{service}.setLanguage", token, "en")
+        assert answer["error"]["code"] == -32601
+        assert f"{service}.setLanguage does not exist" in answer["error"]["message"]
+
+
+def test_manual_languages_outside_the_tenant_are_accepted_and_read_as_null(
+    tough, quiet
+):
+    srv, _, token = tough
+    assert "es" not in _rpc(tough, "check", token)["result"]["contentLanguages"]
+    uid = srv.store.one(
+        'SELECT uid FROM "VacancyService" WHERE "title#en" IS NOT NULL LIMIT 1'
+    )[0]
+    inner = {"method": "VacancyService.getDetail", "params": [token, uid, {"title": 1}]}
+    for code in ("cs", "es", "us"):
+        wrapped = _rpc(tough, "LanguageService.wrapRequest", code, inner)
+        assert wrapped["result"] == {"title": None}
+    assert _rpc(tough, "LanguageService.wrapRequest", "en", inner)["result"]["title"]
+    assert _rpc(tough, "VacancyService.setLanguage", token, "es")["result"] is True
+    detail = _rpc(tough, "VacancyService.getDetail", token, uid, {"title": 1})
+    assert detail["result"] == {"title": None}
+    _rpc(tough, "VacancyService.setLanguage", token, "nl")
+
+
+def _files(srv) -> int:
+    return srv.store.one("SELECT COUNT(*) FROM files")[0]
+
+
+def _post_upload(srv, **kwargs) -> dict:
+    response = requests.post(srv.base_url + "/fileService.php", timeout=30, **kwargs)
+    assert response.status_code == 200
+    return response.json()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        lambda tok: {"data": {"sessionId": tok}},  # urlencoded, not multipart
+        lambda tok: {"data": tok.encode(), "headers": {"Content-Type": "text/plain"}},
+        lambda tok: {
+            "data": (
+                b'--abc\r\nContent-Disposition: form-data; name="sessionId"\r\n\r\n'
+                + tok.encode()
+                + b"\r\n--abc--\r\n"
+            ),
+            "headers": {"Content-Type": "multipart/form-data; boundary=xyz"},
+        },
+        lambda tok: {
+            "data": b"--abc\r\n\r\n",
+            "headers": {"Content-Type": "multipart/form-data"},
+        },
+    ],
+    ids=["urlencoded", "text", "boundary-mismatch", "no-boundary"],
+)
+def test_an_upload_that_is_not_multipart_gets_an_upload_error(tough, quiet, kwargs):
+    srv, _, token = tough
+    answer = _post_upload(srv, **kwargs(token))
+    message = answer["error"]["message"]
+    assert "Access denied" not in message and "multipart/form-data" in message
+    assert answer["error"]["code"] == 400
+
+
+def test_uploads_are_all_or_nothing(tough, quiet):
+    srv, _, token = tough
+    before = _files(srv)
+    answer = _post_upload(
+        srv,
+        data={"sessionId": token},
+        files=[("file", ("a.txt", b"hi")), ("file2", ("b.exe", b"MZ"))],
+    )
+    assert "not allowed" in answer["error"]["message"]
+    assert "none of the 2 files was stored" in answer["error"]["message"]
+    assert _files(srv) == before
+
+
+def test_a_repeated_file_field_name_is_refused(tough, quiet):
+    srv, _, token = tough
+    before = _files(srv)
+    answer = _post_upload(
+        srv,
+        data={"sessionId": token},
+        files=[("file", ("a.txt", b"hi")), ("file", ("b.txt", b"yo"))],
+    )
+    assert "'file' is used by 2 files" in answer["error"]["message"]
+    assert _files(srv) == before
+
+
+def test_several_files_are_answered_each_under_its_field_name(tough, quiet):
+    srv, _, token = tough
+    before = _files(srv)
+    answer = _post_upload(
+        srv,
+        data={"sessionId": token},
+        files=[("file", ("a.txt", b"hi")), ("cv", ("b.pdf", b"%PDF"))],
+    )
+    assert set(answer) == {"file", "cv"}
+    assert answer["file"]["name"] == "a.txt" and answer["cv"]["size"] == 4
+    assert answer["file"]["ouid"] != answer["cv"]["ouid"]
+    assert _files(srv) == before + 2
+
+
+def test_a_session_id_sent_twice_counts_with_its_last_value(tough, quiet):
+    srv, _, token = tough
+    answer = _post_upload(
+        srv,
+        data=[("sessionId", "bogus"), ("sessionId", token)],
+        files={"file": ("a.txt", b"hi")},
+    )
+    assert answer["file"]["name"] == "a.txt"

@@ -15,6 +15,16 @@ What it emulates
   results as ``{"result", "id"}`` (no ``jsonrpc`` member, as in the manual).
   Full names ``Otys.Services.X.y`` and short ``X.y`` are both accepted; only
   ``loginByUid``, ``login``, ``check`` and ``logout`` are unprefixed.
+- Malformed requests always get an answer, never a cut connection:
+  a body that is not JSON, not UTF-8, uses NaN/Infinity or nests deeper than
+  512 levels (PHP's ``json_decode`` limit) gets -32700 with id null; an empty
+  or non-string ``method`` -32600; a number that does not fit in 64 bits
+  (an offset, limit, id or field value) -32602 "value out of range"; a
+  sandbox bug -32603 "Internal sandbox error" (also inside MultiService,
+  where it fails that one call). A POST whose ``Content-Length`` is missing,
+  not a plain number of bytes, or given twice with different values, and a
+  chunked body, get HTTP 400 with that JSON error (code -32700, id null) and
+  the connection is closed; a body over 32 MiB gets HTTP 413 likewise.
 - Sessions: ``loginByUid(key)`` returns a 26-character token, or ``false`` for
   a wrong key (what the PHP clients test for; the real server may differ).
   ``check`` returns clientId, client, id, username, email, contentLanguages,
@@ -32,7 +42,8 @@ What it emulates
   ``CandidateService.retrieveDuplicateInfo``, ``OCDService.createToken``,
   ``AttachedDocumentsService.add``, ``DossierService.getList`` / ``getCount``.
 - ``POST /fileService.php`` (multipart: ``sessionId`` and ``file``) answers
-  ``{"<field name>": {ouid, name, mimeType, size}}``;
+  ``{"<field name>": {ouid, name, mimeType, size}}``, one entry per file part
+  (several under different field names are fine);
   ``GET /fileServiceDownload?ouid=..&class=AttachedDocument`` with the token in
   the ``PHPSESSID`` cookie (or the legacy ``sessionId`` parameter).
 - ``GET /info/`` and ``/info/detail.php?service=Otys.Services.X`` behind HTTP
@@ -60,14 +71,19 @@ Quirks reproduced
   ``publishedWebsites``. Option collections (``matchCriteria_N``,
   ``publishedWebsites``) read as ``{id: label}`` maps and are written as such a
   map or as a list of ids.
-- Content languages: ``setLanguage`` per session (any service's, session-wide),
-  ``wrapRequest`` per call; codes cs de en es fr nl us, anything else is an
-  error; the default is nl. Vacancy titles and text fields have one value per
-  language, with no fallback (a missing translation reads as null). Option
-  labels follow the language and fall back to English, then Dutch.
-- Params sent as a JSON object (a PHP habit): numbered keys give the positional
-  params in order, the other keys together form one object after them
-  (``{"0": token, "what": {...}}`` is ``[token, {"what": {...}}]``).
+- Content languages: ``setLanguage`` per session (on any of the services
+  above, session-wide; on another service it is an unknown method),
+  ``wrapRequest`` per call; the manual's codes cs de en es fr nl us are
+  accepted, anything else is an error; the default is nl. The tenant has
+  content in nl en de fr only (``check.contentLanguages``): the manual lists
+  the other codes as supported by OWS, so they are accepted, and their
+  multilingual fields read as null. Vacancy titles and text fields have one
+  value per language, with no fallback (a missing translation reads as null).
+  Option labels follow the language and fall back to English, then Dutch.
+- Params sent as a JSON object (a PHP habit): numbered keys (ASCII digits
+  only) give the positional params in order, the other keys together form one
+  object after them (``{"0": token, "what": {...}}`` is
+  ``[token, {"what": {...}}]``).
 
 Lists
 -----
@@ -87,7 +103,9 @@ ties, and lists without sort, go by internal id ascending (creation order).
 ``limit`` above 200 is silently served as 200; with a truthy
 ``excludeLimitCheck`` the cap is 1000. No ``limit`` means the cap; ``limit: 0``
 an empty page. ``getTotalCount`` truthy gives an integer ``totalCount``;
-otherwise ``totalCount`` is null. Unknown top-level keys are ignored.
+otherwise ``totalCount`` is null. Both flags are read as PHP's boolean cast
+reads them: null, false, 0, "", "0" and [] are false; anything else is true,
+"false" included. Unknown top-level keys are ignored.
 ``what`` null or empty gives the fields marked "in list by default" (getList)
 or every field (getDetail); a map with some 1s gives those; a map with only 0s
 gives the defaults minus those. A whole container (``"Person": 1``) gives its
@@ -111,7 +129,8 @@ give end in "(simulated message)")
   body that is not JSON, -32600 for a request without method, -32603 for a
   sandbox bug.
 - ``retrieveDuplicateInfo`` looks up merged candidates by uid or internalId
-  first, then by personalNr; an existing candidate answers with the merges
+  first, then by personalNr (a number that matches both finds the
+  internalId); an existing candidate answers with the merges
   that ended in it; an identifier known nowhere is "Record not found". Merged
   candidates are not in CandidateService any more; their ids live on in
   ``mergeHistory``. Chains (A -> B -> C) are seeded.
@@ -126,7 +145,12 @@ give end in "(simulated message)")
   ``getCount`` an integer. Only ``restrictClass: ["AttachedDocs"]`` exists.
 - Uploads: refused (HTTP 200, ``{"error": {...}}``) when empty, over
   ``max_upload_bytes`` (8 MB) or not one of pdf doc docx rtf txt jpg jpeg png
-  gif (judged by the file name's extension). Downloads without a valid
+  gif (judged by the file name's extension). All or nothing: if any file part
+  is refused, none is stored. Two file parts with the same field name are
+  refused (PHP would keep only the last). A body that is not
+  multipart/form-data, or whose boundary does not match, is refused as such
+  before the session is looked at; a ``sessionId`` sent twice counts with its
+  last value, as in PHP. Downloads without a valid
   session get HTTP 403 with a JSON error, an unknown ouid HTTP 404.
 - The rate limit counts HTTP requests (a MultiService batch is one) per API
   key in a sliding window; a refused request (HTTP 429 with ``Retry-After``)
@@ -150,7 +174,7 @@ give end in "(simulated message)")
 
 What it does not do (these fail loudly)
 ---------------------------------------
-XML-RPC, ACTONOMY ``search`` (ignored like any unknown key), ``getOptionListsEx``,
+XML-RPC, chunked request bodies (HTTP 400, see above), ACTONOMY ``search`` (ignored like any unknown key), ``getOptionListsEx``,
 ``loginAs``, webhooks, e-mail, any other service or method (an error naming
 it), conditions on collections other than option collections, and the real
 server's full field lists (only the fields in :mod:`otyspd.sandbox.schema`).

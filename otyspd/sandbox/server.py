@@ -70,6 +70,10 @@ ALLOWED_UPLOADS = {
     ".png": "image/png",
     ".gif": "image/gif",
 }
+#: The largest JSON-RPC body the sandbox reads; a longer one gets HTTP 413.
+MAX_RPC_BYTES = 32 * 1024 * 1024
+#: JSON nested deeper than this is a parse error (PHP's json_decode default depth).
+MAX_JSON_DEPTH = 512
 _TOKEN_CHARS = string.ascii_lowercase + string.digits
 _STATUS_TEXT = {
     500: "Internal Server Error",
@@ -332,9 +336,7 @@ class Sandbox:
         if not (k["fault_rate"] or k["drop_rate"] or k["malformed_rate"]):
             return None
         only = k["fault_methods"]
-        if only is not None and (
-            method is None or short_method(method) not in set(only)
-        ):
+        if only is not None and _short_name(method) not in set(only):
             return None
         with self._lock:
             u = self._fault_rng.random()
@@ -401,6 +403,13 @@ class _Server(ThreadingHTTPServer):
                 conn.shutdown(socket.SHUT_RDWR)
 
 
+def _short_name(method: Any) -> str:
+    """The short name of a method, or "" when it is not a usable name (never raises)."""
+    if not isinstance(method, str) or not method:
+        return ""
+    return short_method(method)
+
+
 def _token_of(request: Any) -> Any:
     """The session token a JSON-RPC request carries (inside MultiService and wraps too)."""
     if not isinstance(request, dict):
@@ -410,11 +419,7 @@ def _token_of(request: Any) -> Any:
         params = object_params(params)
     if not isinstance(params, list) or not params:
         return None
-    method = (
-        short_method(request.get("method"))
-        if isinstance(request.get("method"), str)
-        else ""
-    )
+    method = _short_name(request.get("method"))
     if method == "LanguageService.wrapRequest" and len(params) > 1:
         return _token_of(params[1])
     if method == "MultiService.execute":
@@ -429,6 +434,38 @@ def _token_of(request: Any) -> Any:
     return params[0]
 
 
+def _parse(raw: bytes) -> Any:
+    """The JSON value of a body, or None when PHP's json_decode would refuse it.
+
+    Refused: text that is not JSON or not UTF-8, NaN and Infinity (not JSON),
+    and nesting deeper than :data:`MAX_JSON_DEPTH`.
+    """
+    try:
+        value = json.loads(raw, parse_constant=_no_constant)
+        if _too_deep(value):
+            return None
+        return _utf8_only(value)
+    except (ValueError, RecursionError):  # a UnicodeError is a ValueError
+        return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether arrays and objects nest deeper than MAX_JSON_DEPTH (counted without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > MAX_JSON_DEPTH:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _utf8_only(request: Any) -> Any:
     """The parsed request; ValueError when a string in it escapes a lone surrogate.
 
@@ -441,9 +478,11 @@ def _utf8_only(request: Any) -> Any:
 
 def _writes(request: Any) -> bool:
     """Whether a JSON-RPC request would change data (looking inside batches and wraps)."""
-    if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+    if not isinstance(request, dict):
         return False
-    method = short_method(request["method"])
+    method = _short_name(request.get("method"))
+    if not method:
+        return False
     params = request.get("params") or []
     if (
         method == "LanguageService.wrapRequest"
@@ -464,6 +503,7 @@ def _writes(request: Any) -> bool:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    _answered = False
     server_version = "otyspd-sandbox"
     # Headers and body go out in separate writes; without this, Nagle's algorithm
     # and the client's delayed ACK add about 40 ms to every kept-alive request.
@@ -481,6 +521,34 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- routing ----------------------------------------------------------------------
 
     def do_POST(self) -> None:
+        self._guarded(self._route_post)
+
+    def do_GET(self) -> None:
+        self._guarded(self._route_get)
+
+    def _guarded(self, route: Any) -> None:
+        """Run a route; a sandbox bug still gets an answer (and a log entry), never a cut connection."""
+        self._answered = False
+        try:
+            route()
+        except (BrokenPipeError, ConnectionResetError):
+            raise
+        except Exception as exc:
+            log.exception(
+                "sandbox failed on %s %s", self.command, urlsplit(self.path).path
+            )
+            if self._answered:
+                self.close_connection = True
+                return
+            message = f"Internal sandbox error: {type(exc).__name__}: {exc}"
+            self.close_connection = True
+            self._json(
+                500 if not urlsplit(self.path).path.endswith("/jservice.php") else 200,
+                {"error": {"message": message, "code": -32603}, "id": None},
+                {"Connection": "close"},
+            )
+
+    def _route_post(self) -> None:
         path = urlsplit(self.path).path
         if path.endswith("/jservice.php"):
             self._rpc()
@@ -489,7 +557,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"Not found", "text/plain")
 
-    def do_GET(self) -> None:
+    def _route_get(self) -> None:
         parts = urlsplit(self.path)
         if parts.path.endswith("/fileServiceDownload"):
             self._download(parse_qs(parts.query))
@@ -515,9 +583,34 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- plumbing -----------------------------------------------------------------------
 
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+    def _content_length(self) -> int | str:
+        """The declared body length in bytes, or what is wrong with the headers."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return "chunked bodies are not read; send the body with a Content-Length"
+        given = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+        if not given:
+            return "the Content-Length header is missing"
+        if len(given) > 1:
+            return "Content-Length is given twice with different values"
+        text = given.pop()
+        if not (text.isascii() and text.isdigit()):
+            return f"Content-Length must be a number of bytes, got {text[:40]!r}"
+        return int(text) if len(text) <= 18 else 10**18
+
+    def _body(self, limit: int) -> bytes | tuple[int, str]:
+        """The request body, or (HTTP status, problem) when it cannot be read.
+
+        After a problem the connection is closed: where the next request would
+        start is unknown.
+        """
+        length = self._content_length()
+        if isinstance(length, str):
+            self.close_connection = True
+            return 400, f"Bad request: {length}"
+        if length > limit:
+            self.close_connection = True
+            return 413, f"Request too large: {length} bytes; the limit is {limit}"
+        return self.rfile.read(length) if length else b""
 
     def _send(
         self,
@@ -526,11 +619,14 @@ class _Handler(BaseHTTPRequestHandler):
         ctype: str,
         headers: dict[str, str] | None = None,
     ) -> None:
+        self._answered = True
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        if self.close_connection and "Connection" not in (headers or {}):
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
@@ -573,12 +669,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _rpc(self) -> None:
         sb = self.sandbox
-        raw = self._body()
+        raw = self._body(MAX_RPC_BYTES)
         self._count_request()
-        try:
-            request = _utf8_only(json.loads(raw))
-        except ValueError:  # not JSON, or not UTF-8 (a UnicodeError is a ValueError)
-            request = None
+        if isinstance(raw, tuple):
+            status, problem = raw
+            self._json(
+                status,
+                {"error": {"message": simulated(problem), "code": -32700}, "id": None},
+            )
+            return
+        request = _parse(raw)
 
         # Rate limit first: a refused request does not run and draws no fault.
         method = request.get("method") if isinstance(request, dict) else None
@@ -657,7 +757,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "error": {
                     "message": simulated(
                         "Parse error: the body is not a JSON-RPC object "
-                        "(valid JSON text in UTF-8)"
+                        f"(valid JSON text in UTF-8, nested at most {MAX_JSON_DEPTH} deep)"
                     ),
                     "code": -32700,
                 },
@@ -703,21 +803,32 @@ class _Handler(BaseHTTPRequestHandler):
         sb = self.sandbox
         self._count_request()
         limit = int(sb.knobs["max_upload_bytes"])
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > limit * 2 + 1_000_000:
-            self.close_connection = True
-            self._file_error(simulated(f"File too large; the limit is {limit} bytes"))
+        raw = self._body(limit * 2 + 1_000_000)
+        if isinstance(raw, tuple):
+            status, problem = raw
+            if status == 413:  # what PHP says when post_max_size is exceeded
+                problem = f"File too large; the limit is {limit} bytes"
+                status = 200
+            self._file_error(simulated(problem), status)
             return
-        raw = self._body()
         parts = _multipart(self.headers.get("Content-Type", ""), raw)
-        token = next(
-            (
-                p.get_content().strip()
-                for p in parts
-                if p.get_param("name", header="content-disposition") == "sessionId"
-            ),
-            None,
-        )
+        if parts is None:
+            self._file_error(
+                simulated(
+                    "Upload refused: the body is not multipart/form-data with a "
+                    "boundary that matches the Content-Type header; send the parts "
+                    "'sessionId' and 'file'"
+                )
+            )
+            return
+        # A field sent twice counts once, with its last value, as in PHP's $_POST.
+        sessions = [
+            (p.get_payload(decode=True) or b"").decode("utf-8", "replace").strip()
+            for p in parts
+            if p.get_param("name", header="content-disposition") == "sessionId"
+            and p.get_filename() is None
+        ]
+        token = sessions[-1] if sessions else None
         allowed, headers, _retry = sb.admit(self._bucket(token))
         if not allowed:
             self._json(
@@ -738,7 +849,22 @@ class _Handler(BaseHTTPRequestHandler):
                 headers=headers,
             )
             return
-        answer = {}
+        # All or nothing: every part is checked before any is stored.
+        accepted = []
+        seen: Counter = Counter(
+            p.get_param("name", header="content-disposition") or "file" for p in files
+        )
+        repeated = sorted(name for name, n in seen.items() if n > 1)
+        if repeated:
+            self._file_error(
+                simulated(
+                    f"Upload refused: the field name {repeated[0]!r} is used by "
+                    f"{seen[repeated[0]]} files; give each file its own field name "
+                    "(file, file2, ...). Nothing was stored"
+                ),
+                headers=headers,
+            )
+            return
         for part in files:
             name = part.get_filename()
             data = part.get_payload(decode=True) or b""
@@ -751,15 +877,24 @@ class _Handler(BaseHTTPRequestHandler):
             elif ext not in ALLOWED_UPLOADS:
                 problem = f"File type {ext or '(none)'!r} of {name!r} is not allowed; allowed: {', '.join(sorted(ALLOWED_UPLOADS))}"
             if problem:
+                if len(files) > 1:
+                    problem += f"; none of the {len(files)} files was stored"
                 self._file_error(simulated(problem), headers=headers)
                 return
-            mime = ALLOWED_UPLOADS[ext]
-            ouid = sb.store.new_uid()
-            sb.store.execute(
-                "INSERT INTO files (ouid, name, mime, size, data, created) VALUES (?, ?, ?, ?, ?, ?)",
-                (ouid, name, mime, len(data), data, int(time.time())),
-            )
             field_name = part.get_param("name", header="content-disposition") or "file"
+            accepted.append((field_name, name, ALLOWED_UPLOADS[ext], data))
+        answer = {}
+        now = int(time.time())
+        with sb.store.lock:
+            rows = [(sb.store.new_uid(), *item) for item in accepted]
+            sb.store.conn.executemany(
+                "INSERT INTO files (ouid, name, mime, size, data, created) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (ouid, name, mime, len(data), data, now)
+                    for ouid, _field, name, mime, data in rows
+                ],
+            )
+        for ouid, field_name, name, mime, data in rows:
             answer[field_name] = {
                 "ouid": ouid,
                 "name": name,
@@ -908,13 +1043,15 @@ def field_table(service: str) -> str:
     )
 
 
-def _multipart(content_type: str, raw: bytes) -> list:
-    """The parts of a multipart/form-data body (empty when it is not one)."""
-    if "multipart/form-data" not in content_type:
-        return []
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+def _multipart(content_type: str, raw: bytes) -> list | None:
+    """The parts of a multipart/form-data body; None when it is not one or its boundary does not match."""
+    if "multipart/form-data" not in content_type.lower() or "\n" in content_type:
+        return None
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode(
+        "utf-8", "replace"
+    )
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
-    return [p for p in message.iter_parts()] if message.is_multipart() else []
+    return list(message.iter_parts()) if message.is_multipart() else None
 
 
 __all__ = [

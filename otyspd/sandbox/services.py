@@ -8,8 +8,10 @@ Unknown methods fail loudly with a message naming them.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -37,7 +39,11 @@ from .store import (
 if TYPE_CHECKING:
     from .server import Sandbox, SessionState
 
+log = logging.getLogger(__name__)
+
 PREFIX = "Otys.Services."
+CODE_BAD_REQUEST = -32600
+CODE_INTERNAL = -32603
 LOGIN_FIRST = "Access denied; please login first"
 LOGIN_AGAIN = "Access denied; please login again"
 UNPREFIXED = {"loginByUid", "login", "loginAs", "check", "logout"}
@@ -66,8 +72,10 @@ def short_method(method: Any) -> str:
     """``Otys.Services.CandidateService.getList`` -> ``CandidateService.getList``."""
     if not isinstance(method, str) or not method:
         raise Fault(
-            simulated(f"Invalid request: 'method' must be a string, got {method!r}"),
-            -32600,
+            simulated(
+                f"Invalid request: 'method' must be a non-empty string, got {values.short_repr(method)}"
+            ),
+            CODE_BAD_REQUEST,
         )
     return method[len(PREFIX) :] if method.startswith(PREFIX) else method
 
@@ -78,9 +86,17 @@ def object_params(params: dict) -> list:
     ``{"0": token, "what": {...}}`` (an associative array with the session
     prepended) becomes ``[token, {"what": {...}}]``.
     """
-    numbered = sorted((int(k), v) for k, v in params.items() if str(k).isdigit())
-    named = {k: v for k, v in params.items() if not str(k).isdigit()}
+    numbered = sorted(
+        (_numeric_order(k), v) for k, v in params.items() if values.is_ascii_digits(k)
+    )
+    named = {k: v for k, v in params.items() if not values.is_ascii_digits(k)}
     return [v for _, v in numbered] + ([named] if named else [])
+
+
+def _numeric_order(digits: str) -> tuple[int, str]:
+    """A sort key that orders ASCII digit strings by value, however long."""
+    significant = digits.lstrip("0")
+    return len(significant), significant
 
 
 def is_write(method: str) -> bool:
@@ -109,6 +125,22 @@ class Dispatcher:
     # ---- entry point ------------------------------------------------------------
 
     def call(self, method: Any, params: Any, language: str | None = None) -> Any:
+        """Run one call; input the sandbox cannot hold is refused as a Fault."""
+        try:
+            return self._call(method, params, language)
+        except OverflowError as exc:  # a number SQLite cannot store
+            raise invalid(f"value out of range: {exc}") from None
+        except RecursionError:
+            raise Fault(
+                simulated("Invalid request: nested too deeply to process"),
+                CODE_BAD_REQUEST,
+            ) from None
+        except sqlite3.OperationalError as exc:
+            if not any(w in str(exc) for w in ("too many", "too large", "too complex")):
+                raise
+            raise invalid(f"the request is too large to run: {exc}") from None
+
+    def _call(self, method: Any, params: Any, language: str | None) -> Any:
         name = short_method(method)
         if isinstance(params, dict):
             params = object_params(params)
@@ -133,7 +165,9 @@ class Dispatcher:
         service, _, verb = name.rpartition(".")
         handler = self.special.get(name)
         generic = service in SERVICES and hasattr(self, f"g_{verb}")
-        if handler is None and not generic and verb != "setLanguage":
+        # setLanguage exists on the record services only, like their other methods.
+        language_setter = verb == "setLanguage" and service in SERVICES
+        if handler is None and not generic and not language_setter:
             raise Fault(
                 simulated(f"Method {PREFIX}{name} does not exist"),
                 CODE_NO_METHOD,
@@ -141,7 +175,7 @@ class Dispatcher:
         session = self.sb.authenticate(params[0] if params else None)
         lang = language or session.language or DEFAULT_LANGUAGE
         args = params[1:]
-        if verb == "setLanguage" and handler is None:
+        if language_setter and handler is None:
             return self.set_language(session, args)
         if handler is not None:
             return handler(session, lang, *args)
@@ -235,6 +269,13 @@ class Dispatcher:
             return {"status": "success", "data": data}
         except Fault as fault:
             return {"status": "error", "message": fault.message, "code": fault.code}
+        except Exception as exc:  # a sandbox bug fails this call only, loudly
+            log.exception("sandbox failed inside MultiService")
+            return {
+                "status": "error",
+                "message": f"Internal sandbox error: {type(exc).__name__}: {exc}",
+                "code": CODE_INTERNAL,
+            }
 
     # ---- generic service methods ---------------------------------------------------
 
@@ -363,8 +404,20 @@ class Dispatcher:
             raise invalid(
                 f"retrieveDuplicateInfo takes a candidate uid, internalId or personalNr, got {identifier!r}"
             )
+        if isinstance(identifier, int):
+            try:
+                values.in_range(identifier)
+            except values.OutOfRange as exc:
+                raise invalid(f"retrieveDuplicateInfo: {exc}") from None
         ident = str(identifier).strip()
-        numeric = int(ident) if ident.isdigit() else None
+        # A digit string too long for an internalId can still be a personalNr.
+        numeric = (
+            int(ident)
+            if values.is_ascii_digits(ident)
+            and len(ident) <= 19
+            and int(ident) <= values.INT_MAX
+            else None
+        )
         # Step 1: the ids OTYS generates (uid, internalId) of merged or existing candidates.
         start = self.store.one(
             "SELECT src_uid FROM merges WHERE src_uid = ? OR src_id = ? ORDER BY id LIMIT 1",
@@ -552,10 +605,12 @@ class Dispatcher:
         self, session: SessionState, lang: str, args: Any = None, *_: Any
     ) -> list:
         where, params = self._dossier_args(args)
-        limit = (
-            values.to_int(args.get("limit")) if args.get("limit") is not None else 100
-        )
-        offset = values.to_int(args.get("offset")) or 0
+        try:
+            limit = values.to_int(args.get("limit"))
+            offset = values.to_int(args.get("offset")) or 0
+        except values.ValueProblem as exc:
+            raise invalid(f"DossierService limit and offset: {exc}") from None
+        limit = 100 if limit is None else limit
         rows = self.store.all(
             "SELECT d.id, d.file_ouid, d.subject, d.type_id, d.description, d.private, d.created, d.user_id, "
             "f.name, f.mime, f.size, d.entity_id, d.object_uid FROM dossier d LEFT JOIN files f ON f.ouid = d.file_ouid "

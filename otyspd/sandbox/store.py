@@ -383,9 +383,16 @@ class Table:
         return self.render(row, selection, language)
 
     def uid_clause(self, uid: Any) -> tuple[str, Any]:
+        if isinstance(uid, int) and not isinstance(uid, bool):
+            try:
+                values.in_range(uid)
+            except values.OutOfRange as exc:
+                raise invalid(f"uid: {exc}") from None
         if self.uid_is_int:
             try:
                 return "_id = ?", values.to_int(uid)
+            except values.OutOfRange as exc:
+                raise invalid(f"uid: {exc}") from None
             except values.ValueProblem:
                 raise Fault(
                     simulated(
@@ -421,7 +428,11 @@ class Table:
             f"ORDER BY {order} LIMIT ? OFFSET ?"
         )
         rows = self.store.all(sql, (*params, limit, offset))
-        total = self.count(where, params) if args.get("getTotalCount") else None
+        total = (
+            self.count(where, params)
+            if values.php_truthy(args.get("getTotalCount"))
+            else None
+        )
         plan = self._plan(selection, language)
         return [self._render(r, plan) for r in rows], total
 
@@ -698,22 +709,30 @@ class Table:
             )
         items = list(current)
         drop = value.get("DELETE") or []
+        added = value.get("ADD") or []
         if not isinstance(drop, list):
             raise invalid(f"DELETE of '{f.name}' must be a list of item numbers")
+        if not isinstance(added, list):
+            raise invalid(f"ADD of '{f.name}' must be a list of items, got {added!r}")
+        # A number past the end appends; one further than the edits could reach is a mistake.
+        last = len(items) + len(value)
         for key, x in value.items():
             if key in ("DELETE", "ADD", "UPDATE"):
                 continue
-            slot = values.to_int(key) if str(key).isdigit() else None
-            if slot is None or slot < 1:
+            slot = int(key) if values.is_ascii_digits(key) and len(key) < 10 else None
+            if slot is None or not 1 <= slot <= last:
                 raise invalid(
-                    f"'{f.name}' edit keys are item numbers (1, 2, ...), ADD or DELETE; got {key!r}"
+                    f"'{f.name}' edit keys are item numbers (1 to {last}), ADD or DELETE; got {key!r}"
                 )
             while len(items) < slot:
                 items.append(None)
             items[slot - 1] = item(x)
-        for x in value.get("ADD") or []:
+        for x in added:
             items.append(item(x))
-        gone = {values.to_int(k) for k in drop}
+        try:
+            gone = {values.to_int(k) for k in drop}
+        except values.ValueProblem as exc:
+            raise invalid(f"DELETE of '{f.name}' takes item numbers: {exc}") from None
         return [x for i, x in enumerate(items, 1) if x is not None and i not in gone]
 
 
@@ -726,12 +745,21 @@ def _age(birthdate: str | None) -> int | None:
 
 
 def _page(args: dict) -> tuple[int, int]:
-    cap = PAGE_CAP_EXCLUDED if args.get("excludeLimitCheck") else PAGE_CAP
-    try:
-        limit = values.to_int(args.get("limit"))
-        offset = values.to_int(args.get("offset")) or 0
-    except values.ValueProblem as exc:
-        raise invalid(f"limit and offset must be integers: {exc}") from None
+    """(limit, offset) of a list request; flags read as PHP reads them."""
+    cap = (
+        PAGE_CAP_EXCLUDED
+        if values.php_truthy(args.get("excludeLimitCheck"))
+        else PAGE_CAP
+    )
+    found = {}
+    for name in ("limit", "offset"):
+        try:
+            found[name] = values.to_int(args.get(name))
+        except values.OutOfRange as exc:
+            raise invalid(f"{name}: {exc}") from None
+        except values.ValueProblem as exc:
+            raise invalid(f"limit and offset must be integers: {exc}") from None
+    limit, offset = found["limit"], found["offset"] or 0
     if limit is None:
         limit = cap
     if limit < 0 or offset < 0:

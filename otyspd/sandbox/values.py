@@ -8,7 +8,9 @@ Europe/Amsterdam time, as the PHP server sends them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import math
 import re
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -134,35 +136,96 @@ def to_bool(value: Any) -> int | None:
     raise ValueProblem(f"expected a boolean (true/false, 1/0), got {value!r}")
 
 
+#: SQLite stores integers in 64 bits; anything outside is refused, not overflowed.
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+_INTEGER_TEXT = re.compile(r"[ \t\n\r]*-?[0-9]+[ \t\n\r]*")
+
+
+class OutOfRange(ValueProblem):
+    """An integer that does not fit in 64 bits (what SQLite and PHP can hold)."""
+
+
+def short_repr(value: Any, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def is_ascii_digits(text: Any) -> bool:
+    """Whether ``text`` is a non-empty string of ASCII digits 0-9 only.
+
+    ``str.isdigit`` also accepts "²" or "٣", which ``int`` refuses or reads
+    differently from PHP.
+    """
+    return isinstance(text, str) and text.isascii() and text.isdigit()
+
+
+def in_range(value: int) -> int:
+    """``value`` if it fits in a 64-bit signed integer, else :class:`OutOfRange`."""
+    if not INT_MIN <= value <= INT_MAX:
+        raise OutOfRange(
+            f"value out of range: {short_repr(value)} does not fit in a 64-bit integer"
+        )
+    return value
+
+
 def to_int(value: Any) -> int | None:
-    """An integer, or a string of digits (PHP accepts both)."""
+    """An integer, or a string of ASCII digits (PHP accepts both); 64 bits at most."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise ValueProblem(f"expected an integer, got {value!r}")
     if isinstance(value, int):
-        return value
+        return in_range(value)
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    raise ValueProblem(f"expected an integer, got {value!r}")
+        return in_range(int(value))
+    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):
+        return in_range(int(value))
+    raise ValueProblem(f"expected an integer, got {short_repr(value)}")
+
+
+def php_truthy(value: Any) -> bool:
+    """A flag as PHP's boolean cast reads it.
+
+    False: null, false, 0, 0.0, "", "0" and an empty array or object; anything
+    else is true, the string "false" included.
+    """
+    if value is None or value is False:
+        return False
+    if isinstance(value, (int, float)):
+        return value != 0
+    if isinstance(value, str):
+        return value not in ("", "0")
+    if isinstance(value, (list, dict)):
+        return bool(value)
+    return True
 
 
 def to_float(value: Any) -> float | None:
-    """A number, or a numeric string."""
+    """A finite number, or a numeric string."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise ValueProblem(f"expected a number, got {value!r}")
+    number = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
         try:
-            return float(value)
-        except ValueError:
-            pass
-    raise ValueProblem(f"expected a number, got {value!r}")
+            number = float(value)
+        except OverflowError:
+            raise OutOfRange(
+                f"value out of range: {short_repr(value)} is too large for a float"
+            ) from None
+    elif isinstance(value, str) and "_" not in value:
+        with contextlib.suppress(ValueError):
+            number = float(value)
+    if number is None:
+        raise ValueProblem(f"expected a number, got {short_repr(value)}")
+    if not math.isfinite(number):
+        raise OutOfRange(
+            f"value out of range: {short_repr(value)} is not a finite number"
+        )
+    return number
 
 
 def to_text(value: Any) -> str | None:
