@@ -56,7 +56,7 @@ def test_option_labels_follow_the_session_language(live):
 
 
 def test_pages_asked_inside_a_language_block_are_read_in_it_even_after_the_block(live):
-    srv, session = live
+    _, session = live
     with session.language("en"):
         pages = session.iter_pages("Vacancy", ["statusId"], labels=True, page_size=5)
         expected = session.read_list("Vacancy", ["statusId"])
