@@ -62,7 +62,7 @@ from .errors import (
 )
 from .frames import concat_frames, records_to_frame
 from .progress import progress_bar
-from .schema import short_service
+from .schema import FIELD_TYPES, short_service
 
 __all__ = [
     "DriftWarning",
@@ -237,17 +237,7 @@ def _plan(
     )
 
 
-_TYPE_NAMES = (
-    "string",
-    "text",
-    "integer",
-    "float",
-    "boolean",
-    "date",
-    "datetime",
-    "collection",
-    "container",
-)
+_TYPE_NAMES = FIELD_TYPES
 
 
 def _whole(value: Any, name: str, least: int) -> int:

@@ -785,6 +785,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- files --------------------------------------------------------------------------------
 
+    def _admit_file_session(self, token: Any, *, refused_status: int) -> dict | None:
+        """Rate-limit and authenticate a file request; None once it was answered.
+
+        Uploads report a refused session in HTTP 200 (as JSON-RPC does), downloads
+        with ``refused_status`` 403.
+        """
+        sb = self.sandbox
+        allowed, headers, _retry = sb.admit(self._bucket(token))
+        if not allowed:
+            self._json(
+                429,
+                {"error": {"message": simulated("Too many requests"), "code": 429}},
+                headers,
+            )
+            return None
+        try:
+            sb.authenticate(token)
+        except Fault as fault:
+            self._file_error(fault.message, refused_status, headers)
+            return None
+        return headers
+
     def _file_error(
         self, message: str, status: int = 200, headers: dict | None = None
     ) -> None:
@@ -829,18 +851,8 @@ class _Handler(BaseHTTPRequestHandler):
             and p.get_filename() is None
         ]
         token = sessions[-1] if sessions else None
-        allowed, headers, _retry = sb.admit(self._bucket(token))
-        if not allowed:
-            self._json(
-                429,
-                {"error": {"message": simulated("Too many requests"), "code": 429}},
-                headers,
-            )
-            return
-        try:
-            sb.authenticate(token)
-        except Fault as fault:
-            self._file_error(fault.message, headers=headers)
+        headers = self._admit_file_session(token, refused_status=200)
+        if headers is None:
             return
         files = [p for p in parts if p.get_filename() is not None]
         if not files:
@@ -914,18 +926,8 @@ class _Handler(BaseHTTPRequestHandler):
             if "PHPSESSID" in cookie
             else (query.get("sessionId") or [None])[0]
         )
-        allowed, headers, _retry = sb.admit(self._bucket(token))
-        if not allowed:
-            self._json(
-                429,
-                {"error": {"message": simulated("Too many requests"), "code": 429}},
-                headers,
-            )
-            return
-        try:
-            sb.authenticate(token)
-        except Fault as fault:
-            self._file_error(fault.message, 403, headers)
+        headers = self._admit_file_session(token, refused_status=403)
+        if headers is None:
             return
         ouid = (query.get("ouid") or [None])[0]
         kind = (query.get("class") or [None])[0]
