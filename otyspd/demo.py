@@ -128,6 +128,9 @@ def _matching_cells(
     same = 0
     for uid, field in zip(changes["uid"], changes["field"], strict=True):
         got, want = actual.at[uid, field], expected.at[uid, field]
-        if (pd.isna(got) and pd.isna(want)) or got == want:
+        # A missing value only matches a missing one; comparing it with == gives NA.
+        if pd.isna(got) or pd.isna(want):
+            same += bool(pd.isna(got) and pd.isna(want))
+        elif got == want:
             same += 1
     return same

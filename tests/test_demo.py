@@ -3,7 +3,7 @@ import io
 import pandas as pd
 
 from otyspd.cli import main
-from otyspd.demo import clean_candidates, run_demo
+from otyspd.demo import _matching_cells, clean_candidates, run_demo
 
 
 def test_the_demo_writes_verifies_and_undoes_every_cleanup_change():
@@ -62,3 +62,17 @@ def test_cleanup_tidies_emails_and_spacing_and_keeps_missing_values():
     assert edited.isna().equals(frame.isna())
     assert frame.at["a", "Person.firstName"] == "  jan "
     assert (edited.dtypes == frame.dtypes).all()
+
+
+def test_matching_cells_counts_a_value_that_went_missing_as_a_mismatch():
+    strings = {"dtype": "string"}
+    actual = pd.DataFrame(
+        {"a": pd.array([pd.NA, "x", pd.NA], **strings)}, index=["1", "2", "3"]
+    )
+    expected = pd.DataFrame(
+        {"a": pd.array(["v", "x", pd.NA], **strings)}, index=["1", "2", "3"]
+    )
+    changes = pd.DataFrame({"uid": ["1", "2", "3"], "field": ["a", "a", "a"]})
+
+    assert _matching_cells(actual, expected, changes) == 2
+    assert _matching_cells(expected, actual, changes) == 2
