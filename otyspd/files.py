@@ -72,7 +72,6 @@ MAX_UPLOAD_SIZE = 8 * 1024 * 1024
 
 _PAGE = 100
 _CHUNK = 64 * 1024
-_TIMEOUT = 60.0
 _ERROR_TYPES = ("text/html", "application/json", "text/json", "application/xhtml")
 
 
@@ -590,14 +589,12 @@ def download(
     file_ouid = _required_text(ouid, "ouid", "the file's ouid (id_rec of documents())")
     folder, target = _destination(dest, overwrite)
 
-    for attempt in (1, 2):
-        try:
-            return _fetch(session, file_ouid, folder, target, overwrite)
-        except AccessDenied:
-            if attempt == 2:
-                raise
-            _relogin(session)
-    raise AssertionError("unreachable")
+    # A refused session is retried once, after a fresh login.
+    try:
+        return _fetch(session, file_ouid, folder, target, overwrite)
+    except AccessDenied:
+        _relogin(session)
+    return _fetch(session, file_ouid, folder, target, overwrite)
 
 
 def _destination(dest: Any, overwrite: bool) -> tuple[Path, Path | None]:
@@ -830,23 +827,13 @@ def _clean_name(name: str) -> str:
 
 
 def _token(session: Session) -> str:
-    current = getattr(session._transport, "current_token", None)
-    token = (
-        current() if callable(current) else getattr(session._transport, "token", None)
-    )
-    if not token:
-        raise AccessDenied("no session token: log in first")
-    return token
+    """The session token to send, logging in first if there is none."""
+    return session._transport.current_token()
 
 
 def _relogin(session: Session) -> None:
     """Get a fresh session token after the file service refused the current one."""
-    refresh = getattr(session._transport, "refresh_token", None)
-    if not callable(refresh):
-        raise AccessDenied(
-            "the session was refused and this session cannot log in again"
-        )
-    refresh(getattr(session._transport, "token", None))
+    session._transport.refresh_token(session._transport.token)
 
 
 def _is_access_denied(body: Any) -> bool:
@@ -857,15 +844,14 @@ def _is_access_denied(body: Any) -> bool:
     return isinstance(message, str) and message.lower().startswith("access denied")
 
 
-def _timeout(session: Session) -> Any:
-    """The transport's timeout (seconds or a (connect, read) pair), else 60 s."""
-    timeout = getattr(session._transport, "timeout", None)
-    return timeout if timeout else _TIMEOUT
+def _timeout(session: Session) -> float | tuple[float, float]:
+    """The transport's timeout: seconds, or a (connect, read) pair."""
+    return session._transport.timeout
 
 
-def _verify(session: Session) -> Any:
-    """TLS verification as the transport does it (True unless configured otherwise)."""
-    return getattr(session._transport, "verify", True)
+def _verify(session: Session) -> bool | str:
+    """TLS verification as the transport does it (True, False or a CA bundle path)."""
+    return session._transport.verify
 
 
 def _required_text(value: Any, name: str, what: str) -> str:
