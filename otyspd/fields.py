@@ -13,10 +13,9 @@ best effort: headers are matched loosely (case, spacing, punctuation), booleans
 may be ``yes``/``no``, ``1``/``0``, ``true``/``false``, check marks or checkbox
 inputs, and nested fields may be given by dotted name or by a row level. A
 field is taken as multilingual from a column of that name or, lacking one, from
-a comment that opens with "Multilingual". When
-the page cannot be read, :func:`fields_frame` raises a clear error and
-:func:`field_defs` answers None, so that reading and writing fall back to
-inferring types from the data.
+a comment that opens with "Multilingual". When the page cannot be read,
+:func:`fields_frame` raises a clear error and :func:`field_defs` answers None,
+so that reading and writing fall back to inferring types from the data.
 
 Credentials come from ``connect(username=..., password=...)``, else from the
 ``OTYS_USERNAME`` and ``OTYS_PASSWORD`` environment variables; a sandbox
@@ -45,7 +44,13 @@ from .errors import (
     TransportError,
     abbreviate,
 )
-from .schema import FIELD_TYPES, FieldDef, full_service, short_service
+from .schema import (
+    FIELD_ATTRIBUTES,
+    FIELD_TYPES,
+    FieldDef,
+    full_service,
+    short_service,
+)
 
 if TYPE_CHECKING:
     from .session import Session
@@ -55,21 +60,11 @@ __all__ = ["field_defs", "fields_frame", "info_url", "parse_field_page", "type_n
 log = logging.getLogger(__name__)
 
 _TIMEOUT = 30.0
-_FLAGS = (
-    "listable",
-    "filterable",
-    "sortable",
-    "updatable",
-    "obligatory",
-    "deletable",
-    "insertable",
-    "has_options",
-    "not_empty",
-    "in_list_by_default",
-    "multilingual",
-)
-#: Columns of :func:`fields_frame`, after the ``name`` index.
-COLUMNS = ("type", *_FLAGS, "type_comment", "comment")
+#: Columns of :func:`fields_frame`, after the ``name`` index: FieldDef's attributes.
+COLUMNS = tuple(name for name in FIELD_ATTRIBUTES if name != "name")
+_TEXTS = ("type", "type_comment", "comment")
+# The yes/no attributes, in the manual's order.
+_FLAGS = tuple(name for name in COLUMNS if name not in _TEXTS)
 
 # Header text, squeezed to lower-case letters, -> FieldDef attribute.
 _HEADERS = {
@@ -471,7 +466,8 @@ def _fetch_page(session: Session, service: str) -> str:
     if response.status_code == 401:
         raise ConfigurationError(
             "the field list pages refused the username and password (HTTP 401); "
-            "check OTYS_USERNAME and OTYS_PASSWORD"
+            "check connect(username=..., password=...) or OTYS_USERNAME and "
+            "OTYS_PASSWORD"
         )
     if response.status_code != 200:
         raise HTTPStatusError(
