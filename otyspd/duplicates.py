@@ -343,11 +343,8 @@ def _lookup(
 def _matched_as(key: str, info: DuplicateInfo, id_kind: str) -> bool:
     """Whether the server's answer for ``key`` is about a candidate with that id of that kind."""
     source, new = _KIND_COLUMNS[id_kind]
-    first = info.history.iloc[0] if not info.history.empty else None
-    # The oldest merge's source is the record asked about, if it was merged.
-    if first is not None and _text(first[source]) == key:
-        return True
-    sources = set() if first is None else {_text(v) for v in info.history[source]}
+    # Asked about a merged record, the key is a source of that kind; else the survivor.
+    sources = {_text(v) for v in info.history[source]}
     return key in sources or getattr(info, new) == key
 
 
