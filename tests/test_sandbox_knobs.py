@@ -383,3 +383,11 @@ def test_the_cli_serves_until_interrupted(tmp_path):
         proc.send_signal(2)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "stopped" in out, err
+
+
+def test_a_refused_configure_leaves_every_knob_as_it_was(sandbox):
+    sandbox.configure(fault_rate=0.5, fault_seed=3)
+    before = dict(sandbox.knobs)
+    with pytest.raises(ValueError, match="must not exceed 1"):
+        sandbox.configure(drop_rate=0.6, latency=0.2)
+    assert sandbox.knobs == before

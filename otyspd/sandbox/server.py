@@ -179,18 +179,17 @@ class Sandbox:
                 f"churn must be a dict with keys add/change/delete, got {churn_spec!r}"
             )
         with self._lock:
-            self.knobs.update(knobs)
-            if "fault_seed" in knobs:
-                self._fault_rng = random.Random(knobs["fault_seed"])
-                self._churn_rng = random.Random(f"churn-{knobs['fault_seed']}")
-            total = sum(
-                float(self.knobs[k])
-                for k in ("fault_rate", "drop_rate", "malformed_rate")
-            )
-            if total > 1:
+            # Check the rates as they would be, so that a refused call changes nothing.
+            merged = {**self.knobs, **knobs}
+            rates = ("fault_rate", "drop_rate", "malformed_rate")
+            if sum(float(merged[k]) for k in rates) > 1:
                 raise ValueError(
                     "fault_rate + drop_rate + malformed_rate must not exceed 1"
                 )
+            self.knobs = merged
+            if "fault_seed" in knobs:
+                self._fault_rng = random.Random(knobs["fault_seed"])
+                self._churn_rng = random.Random(f"churn-{knobs['fault_seed']}")
 
     def stop(self) -> None:
         """Stop serving: close the listening socket, open connections, threads and the database."""
