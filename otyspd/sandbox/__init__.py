@@ -93,9 +93,9 @@ case-insensitive; string EQ is too (as MySQL's default collation). ``GT ''``
 and ``NE ''`` mean "not empty", ``EQ ''`` "empty"; ``EQ``/``NE`` with a list
 mean "any of"/"none of"; ``EQ null`` is "is null". ``T`` matches true flags
 only; ``F`` matches false and empty ones (a flag never set reads as "no" in
-the OTYS screens; the real server's choice is not documented). Datetime params are ISO UTC
-(``2025-07-31T22:00:00.000Z``) or ``YYYY-MM-DD HH:MM:SS`` Amsterdam time; a date
-field given an ISO instant takes its Amsterdam date. Option collections filter
+the OTYS screens; the real server's choice is not documented). Datetime params
+are ISO UTC (``2025-07-31T22:00:00.000Z``) or ``YYYY-MM-DD HH:MM:SS`` Amsterdam
+time; a date field given an ISO instant takes its Amsterdam date. Option collections filter
 with EQ/NE on option ids (contains any of / none of).
 
 ``sort`` (or its alias ``order``) maps fields to ASC/DESC, several allowed;
@@ -170,14 +170,17 @@ give end in "(simulated message)")
   empty body or a PHP fatal-error page.
 - ``churn={"add": a, "change": c, "delete": d}``: after every list page the
   service gets ``a`` copies of random records under new uids, ``c`` records
-  with a new status and lastModified, ``d`` records deleted, all seeded.
+  with a new status and lastModified, ``d`` records deleted, drawn from a
+  stream seeded with ``seed`` (reseeded by ``fault_seed`` when that is set).
 
 What it does not do (these fail loudly)
 ---------------------------------------
-XML-RPC, chunked request bodies (HTTP 400, see above), ACTONOMY ``search`` (ignored like any unknown key), ``getOptionListsEx``,
+XML-RPC, chunked request bodies (HTTP 400, see above), ``getOptionListsEx``,
 ``loginAs``, webhooks, e-mail, any other service or method (an error naming
 it), conditions on collections other than option collections, and the real
 server's full field lists (only the fields in :mod:`otyspd.sandbox.schema`).
+The ACTONOMY ``search`` key of a list request is not emulated either; like any
+unknown key it is ignored.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from ..schema import FieldDef
 
 __all__ = [
-    "CONTENT_LANGUAGES",
     "DEFAULT_LANGUAGE",
     "ENTITY_IDS",
     "OPTIONS",
@@ -39,7 +38,6 @@ __all__ = [
 SUPPORTED_LANGUAGES = ("cs", "de", "en", "es", "fr", "nl", "us")
 #: The languages this simulated tenant keeps content in (``check.contentLanguages``).
 TENANT_LANGUAGES = ("nl", "en", "de", "fr")
-CONTENT_LANGUAGES = SUPPORTED_LANGUAGES
 DEFAULT_LANGUAGE = "nl"
 
 #: Dossier entity ids (manual section 3.2.1) and the AttachedDocumentsService key of each.

@@ -47,7 +47,6 @@ CODE_INTERNAL = -32603
 LOGIN_FIRST = "Access denied; please login first"
 LOGIN_AGAIN = "Access denied; please login again"
 UNPREFIXED = {"loginByUid", "login", "loginAs", "check", "logout"}
-LIST_METHODS = {"getList", "getListEx"}
 WRITE_METHODS = {"add", "update", "delete", "updateEx"}
 _ENTITY_SERVICE = {
     "candidateUid": "CandidateService",
@@ -151,7 +150,7 @@ class Dispatcher:
                 simulated(
                     f"Invalid request: 'params' must be an array, got {params!r}"
                 ),
-                -32600,
+                CODE_BAD_REQUEST,
             )
         self.sb.count_call(name)
 
@@ -291,11 +290,7 @@ class Dispatcher:
     def g_getList(
         self, service: str, session: SessionState, lang: str, args: Any = None, *_: Any
     ) -> list:
-        rows, _total = self.store.tables[service].list(
-            args if args is not None else {}, lang
-        )
-        self.sb.after_list(service)
-        return rows
+        return self.g_getListEx(service, session, lang, args)["listOutput"]
 
     def g_getDetail(
         self,

@@ -25,7 +25,6 @@ from typing import Any
 from ..schema import FieldDef
 from . import values
 from .schema import (
-    DEFAULT_LANGUAGE,
     OPTIONS,
     SERVICES,
     SUPPORTED_LANGUAGES,
@@ -97,6 +96,14 @@ def invalid(text: str) -> Fault:
     return Fault(simulated(text), CODE_INVALID)
 
 
+def not_found(service: str, uid: Any) -> Fault:
+    """The error for a uid that names no record of a service."""
+    return Fault(
+        simulated(f"Record not found: {service} has no record with uid {uid!r}"),
+        CODE_NOT_FOUND,
+    )
+
+
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -137,11 +144,8 @@ class Table:
         """(column name, SQL type) for every stored field."""
         cols = []
         for f in self.schema.leaves():
-            if (self.name, f.name) in _COMPUTED or (
-                f.name == "uid" and not self.uid_is_int
-            ):
-                continue
-            if f.name == "uid" or f.name == "internalId":
+            # uid and internalId live in the key columns; computed fields are not stored.
+            if f.name in ("uid", "internalId") or (self.name, f.name) in _COMPUTED:
                 continue
             sql_type = {
                 "integer": "INTEGER",
@@ -217,7 +221,7 @@ class Table:
     def _defaults(self, listing: bool) -> list[FieldDef]:
         if listing:
             return [f for f in self.schema.leaves() if f.in_list_by_default]
-        return [f for f in self.schema.leaves()]
+        return list(self.schema.leaves())
 
     def _walk_what(self, what: dict, prefix: str, listing: bool) -> tuple[list, set]:
         picked: list[FieldDef] = []
@@ -374,12 +378,7 @@ class Table:
             f"SELECT {cols} FROM {quote(self.name)} WHERE {where}", (param,)
         )
         if row is None:
-            raise Fault(
-                simulated(
-                    f"Record not found: {self.name} has no record with uid {uid!r}"
-                ),
-                CODE_NOT_FOUND,
-            )
+            raise not_found(self.name, uid)
         return self.render(row, selection, language)
 
     def uid_clause(self, uid: Any) -> tuple[str, Any]:
@@ -394,12 +393,7 @@ class Table:
             except values.OutOfRange as exc:
                 raise invalid(f"uid: {exc}") from None
             except values.ValueProblem:
-                raise Fault(
-                    simulated(
-                        f"Record not found: {self.name} has no record with uid {uid!r}"
-                    ),
-                    CODE_NOT_FOUND,
-                ) from None
+                raise not_found(self.name, uid) from None
         if not isinstance(uid, (str, int)) or isinstance(uid, bool):
             raise invalid(f"a uid must be a string, got {uid!r}")
         return "uid = ?", str(uid)
@@ -519,7 +513,7 @@ class Table:
                 return f"{col} IN ({marks})", items
             return f"({col} NOT IN ({marks}) OR {col} IS NULL)", items
         if op in ("LIKE", "NLIKE"):
-            if f.type in ("boolean",):
+            if f.type == "boolean":
                 raise values.ValueProblem(f"LIKE does not apply to a {f.type} field")
             pattern = values.to_text(param) or ""
             negate = "NOT " if op == "NLIKE" else ""
@@ -870,12 +864,7 @@ class Store:
         with self.lock:
             where, param = table.uid_clause(uid)
             if not table.exists(uid):
-                raise Fault(
-                    simulated(
-                        f"Record not found: {service} has no record with uid {uid!r}"
-                    ),
-                    CODE_NOT_FOUND,
-                )
+                raise not_found(service, uid)
             row = table.prepare(payload, adding=False, language=language, force=force)
             for name in _ITEM_COLLECTIONS:
                 if name in row:
@@ -922,12 +911,7 @@ class Store:
                 f"DELETE FROM {quote(service)} WHERE {where}", (param,)
             )
             if cur.rowcount == 0:
-                raise Fault(
-                    simulated(
-                        f"Record not found: {service} has no record with uid {uid!r}"
-                    ),
-                    CODE_NOT_FOUND,
-                )
+                raise not_found(service, uid)
         return {"Person": []} if "Person" in table.schema.by_name else []
 
 
@@ -947,5 +931,3 @@ CREATE INDEX IF NOT EXISTS ix_merges_dst ON merges (dst_uid);
 CREATE TABLE IF NOT EXISTS portal_tokens (
     token TEXT PRIMARY KEY, webuser TEXT, url TEXT, expires INTEGER);
 """
-
-DEFAULT_CONTENT_LANGUAGE = DEFAULT_LANGUAGE
