@@ -163,6 +163,12 @@ def derive_endpoints(url: str) -> Endpoints:
         raise ConfigurationError(
             f"the OWS url {url!r} is not an http(s) address; use e.g. {DEFAULT_URL!r}"
         )
+    if parts.username is not None or parts.password is not None:
+        # Not quoted: the url would carry the password into the message.
+        raise ConfigurationError(
+            "the OWS url carries a user name or password before its host; leave them "
+            "out (OWS logs in with the API key), or they would show in logs and reprs"
+        )
     try:
         parts.port  # noqa: B018 - a bad port only shows when read
     except ValueError as exc:
@@ -207,6 +213,7 @@ def error_from_ows(
     text = str(message)
     if _SESSION_TEXT.search(text):
         return AccessDenied(text, code=code, method=method)
+    # A field or parameter that is "not found" is bad input, not a missing record.
     if code in _INPUT_CODES or re.search(r"field|param", text, re.IGNORECASE):
         return BadRequest(text, code=code, method=method)
     if _NOT_FOUND_TEXT.search(text):
@@ -914,7 +921,7 @@ def _wrappable(method: str) -> bool:
     return (
         method.startswith("Otys.Services.")
         and method not in (MULTI, WRAP)
-        and not (method.endswith(".setLanguage"))
+        and not method.endswith(".setLanguage")
     )
 
 

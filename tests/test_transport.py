@@ -855,6 +855,12 @@ def test_a_malformed_url_is_a_configuration_error(url):
         derive_endpoints(url)
 
 
+def test_a_url_with_a_password_is_refused_without_showing_it():
+    with pytest.raises(ConfigurationError, match="user name or password") as caught:
+        derive_endpoints("https://me:hunter2secret@ows.example/jservice.php")
+    assert "hunter2secret" not in str(caught.value)
+
+
 def test_one_debug_line_per_call_and_no_secret_in_any_log_record(caplog):
     transport, fake, _ = make()
     with caplog.at_level(logging.DEBUG):
