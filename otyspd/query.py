@@ -583,7 +583,7 @@ def parse_where(text: str) -> Condition | None:
         return None
     parts: list[Condition] = []
     for clause in _split_clauses(text):
-        op = next((o for o in _WHERE_OPS if o in clause), None)
+        op = _first_operator(clause)
         if op is None:
             raise InvalidInput(
                 f"--where: {clause!r} has no operator; write e.g. statusId=3, "
@@ -615,6 +615,16 @@ def parse_where(text: str) -> Condition | None:
     return parts[0] if len(parts) == 1 else Condition("AND", items=tuple(parts))
 
 
+def _first_operator(clause: str) -> str | None:
+    """The operator that comes first in ``clause`` (the longest one at that place).
+
+    The value may hold operator characters too (``note~%a=b%``): the field
+    name ends where the first operator starts.
+    """
+    found = [(clause.find(o), -len(o), o) for o in _WHERE_OPS if o in clause]
+    return min(found)[2] if found else None
+
+
 def _split_clauses(text: str) -> list[str]:
     clauses, current, quote = [], [], None
     for ch in text:
@@ -644,8 +654,9 @@ def _unquote(raw: str) -> str:
 
 def _where_value(raw: str) -> Any:
     raw = raw.strip()
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
-        return raw[1:-1]
+    text = _unquote(raw)
+    if text != raw:  # quoted: always text
+        return text
     digits = raw.lstrip("-")
     if digits.isdigit() and (digits == "0" or not digits.startswith("0")):
         return int(raw)

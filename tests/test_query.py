@@ -281,6 +281,28 @@ def test_where_syntax_of_the_command_line():
     assert parse_where("a!~x%").to_ows() == cond("a", "NLIKE", "x%")
     assert parse_where("n<=-5").to_ows() == cond("n", "LE", -5)
     assert parse_where("") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "op", "param"),
+    [
+        ("note~%a=b%", "note", "LIKE", "%a=b%"),
+        ("note!~x<y", "note", "NLIKE", "x<y"),
+        ("title=a~b", "title", "EQ", "a~b"),
+        ("entryDateTime>=2024-01-01", "entryDateTime", "GE", "2024-01-01"),
+    ],
+)
+def test_where_splits_on_the_first_operator_so_values_may_hold_operators(
+    text, field, op, param
+):
+    from otyspd.query import parse_where
+
+    assert parse_where(text).to_ows() == {
+        "type": "COND",
+        "field": field,
+        "op": op,
+        "param": param,
+    }
     for bad in ("statusId", "a=1,,b=2", "a='x"):
         with pytest.raises(InvalidInput, match="--where"):
             parse_where(bad)
