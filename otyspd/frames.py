@@ -28,6 +28,7 @@ absent cells and zero dates), so that write-back can be exact.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InvalidInput, ProtocolError
+from .errors import InvalidInput, OtysError, ProtocolError
 from .options import apply_labels
 
 __all__ = [
@@ -46,10 +47,14 @@ __all__ = [
     "empty_attrs",
     "explode",
     "flatten_record",
+    "is_missing",
+    "known_field_defs",
     "nest_changes",
     "records_to_frame",
     "unflatten_record",
 ]
+
+log = logging.getLogger(__name__)
 
 SERVER_TZ = "Europe/Amsterdam"
 
@@ -87,6 +92,37 @@ _ZERO_DATES = {"0000-00-00", "0000-00-00 00:00:00", "00-00-0000"}
 _TRUE = {"1", "true", "yes", "y", "t", "on"}
 _FALSE = {"0", "false", "no", "n", "f", "off", ""}
 _SCALAR_TYPES = {"string", "text", "integer", "float", "boolean", "date", "datetime"}
+
+
+# ---- shared checks --------------------------------------------------------------
+
+
+def is_missing(value: Any) -> bool:
+    """True for None, NaN, NaT and ``pd.NA``; a list, dict or string is never missing."""
+    if value is None:
+        return True
+    if not pd.api.types.is_scalar(value) or isinstance(value, str):
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def known_field_defs(session: Any, service: str) -> dict[str, Any] | None:
+    """The service's field definitions, or None when the session cannot tell them.
+
+    Reading and writing both work without them (types then come from the
+    values and the read's notes), so a failure to get them is not an error.
+    """
+    lookup = getattr(session, "field_defs", None)
+    if lookup is None:
+        return None
+    try:
+        return lookup(service)
+    except (ImportError, NotImplementedError, OtysError) as exc:
+        log.debug("field definitions of %s unavailable: %s", service, exc)
+        return None
 
 
 # ---- flattening ---------------------------------------------------------------
@@ -647,9 +683,7 @@ def records_to_frame(
 # ---- combining and reshaping ------------------------------------------------------
 
 
-def concat_frames(
-    frames: list[pd.DataFrame], paths: list[str] | None = None
-) -> pd.DataFrame:
+def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Stack page frames into one, merging their attrs and categorical categories."""
     frames = [f for f in frames if f is not None]
     if not frames:
@@ -664,9 +698,8 @@ def concat_frames(
             # a page where the column was all missing only guessed its type
             if col not in attrs["types"] or (col in f.columns and f[col].notna().any()):
                 attrs["types"][col] = ftype
-        for key in ("labels",):
-            for col, mapping in a.get(key, {}).items():
-                attrs[key].setdefault(col, {}).update(mapping)
+        for col, mapping in a.get("labels", {}).items():
+            attrs["labels"].setdefault(col, {}).update(mapping)
         for key in ("absent", "zero_dates"):
             for col, uids in a.get(key, {}).items():
                 attrs[key].setdefault(col, []).extend(uids)

@@ -40,7 +40,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ from .errors import (
     ProtocolError,
     TransportError,
 )
-from .frames import concat_frames, records_to_frame
+from .frames import concat_frames, known_field_defs, records_to_frame
 from .progress import progress_bar
 from .schema import FIELD_TYPES, short_service
 
@@ -149,7 +149,6 @@ class _Plan:
     max_pages: int | None
     progress: bool | None
     language: str | None
-    extra_args: dict = field(default_factory=dict)
 
 
 _READ_OPTIONS = {
@@ -161,16 +160,6 @@ _READ_OPTIONS = {
     "page_retries",
     "max_pages",
 }
-
-
-def _field_defs(session: Any, service: str) -> dict | None:
-    getter = getattr(session, "field_defs", None)
-    if getter is None:
-        return None
-    try:
-        return getter(service)
-    except (ImportError, NotImplementedError):
-        return None
 
 
 def _plan(
@@ -193,14 +182,15 @@ def _plan(
             f"{', '.join(sorted(_READ_OPTIONS))}"
         )
     service = short_service(service)
-    defs = _field_defs(session, service)
+    defs = known_field_defs(session, service)
     paths = query.normalize_what(what, defs)
     cond = labels_in_condition(
         session, service, query.compile_condition(condition, defs), defs
     )
     order = query.compile_sort(sort, defs)
 
-    page_size = _whole(options.get("page_size", DEFAULT_PAGE), "page_size", 1)
+    # at least 2: each page after the first starts on the last row already read
+    page_size = _whole(options.get("page_size", DEFAULT_PAGE), "page_size", 2)
     batch = _whole(options.get("batch", DEFAULT_BATCH), "batch", 1)
     offset = _whole(options.get("offset", 0), "offset", 0)
     page_retries = _whole(options.get("page_retries", 3), "page_retries", 0)
@@ -210,10 +200,10 @@ def _plan(
     if limit is not None:
         limit = _whole(limit, "limit", 0)
     types = dict(options.get("types") or {})
-    bad_types = {k: v for k, v in types.items() if v not in _TYPE_NAMES}
+    bad_types = {k: v for k, v in types.items() if v not in FIELD_TYPES}
     if bad_types:
         raise InvalidInput(
-            f"types: unknown field types {bad_types}; use {', '.join(_TYPE_NAMES)}"
+            f"types: unknown field types {bad_types}; use {', '.join(FIELD_TYPES)}"
         )
 
     return _Plan(
@@ -237,9 +227,6 @@ def _plan(
     )
 
 
-_TYPE_NAMES = FIELD_TYPES
-
-
 def _whole(value: Any, name: str, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise InvalidInput(f"{name} must be a whole number >= {least}, got {value!r}")
@@ -247,10 +234,11 @@ def _whole(value: Any, name: str, least: int) -> int:
 
 
 def _is_option_field(field: str, defs: dict | None) -> bool:
+    """A field that holds one option id: declared so, or well known when undeclared."""
     if defs:
-        f = defs.get(field)
-        return bool(getattr(f, "has_options", False)) and getattr(
-            f, "type", "string"
+        fdef = defs.get(field)
+        return bool(getattr(fdef, "has_options", False)) and getattr(
+            fdef, "type", "string"
         ) not in ("collection", "container")
     return field in opt.WELL_KNOWN_OPTION_FIELDS
 
@@ -327,17 +315,12 @@ def _label_fields(
         return []
     columns = [p for p in paths if p != "uid"]
     if labels is True:
-        if defs:
-            chosen = [
-                p
-                for p in columns
-                if getattr(defs.get(p), "has_options", False)
-                and getattr(defs.get(p), "type", "string")
-                not in ("collection", "container")
-            ]
-        else:
-            chosen = [p for p in columns if p in opt.WELL_KNOWN_OPTION_FIELDS]
-        return [p for p in chosen if types.get(p) not in ("collection", "container")]
+        return [
+            p
+            for p in columns
+            if _is_option_field(p, defs)
+            and types.get(p) not in ("collection", "container")
+        ]
     named = [labels] if isinstance(labels, str) else list(labels)
     missing = [n for n in named if n not in columns]
     if missing:
@@ -481,10 +464,7 @@ class _Pager:
         size = self.stats.page_size
         self.bound = plan.max_pages or self._page_bound(total, size)
         while not self.stop.is_set() and not self._finished():
-            offsets = self._plan_batch(size)
-            results = self._fetch(offsets, size)
-            if results is None:
-                return
+            self._fetch(self._plan_batch(size), size)
 
     def _page_bound(self, total: int | None, size: int) -> int:
         # a hard stop against a server that never runs out of rows
@@ -558,7 +538,7 @@ class _Pager:
             opt.store_options(self.session, plan.service, lists)
         return page
 
-    def _fetch(self, offsets: list[int], size: int) -> bool | None:
+    def _fetch(self, offsets: list[int], size: int) -> None:
         """Fetch one batch of pages; accept them in order until one fails or runs short."""
         plan = self.plan
         attempt = 0
@@ -585,11 +565,9 @@ class _Pager:
                 self._accept(rows, anchored=off < self.position, offset=off)
                 if self._finished() or len(rows) <= 1 or len(rows) < size:
                     # a short page ends the batch: later offsets were planned on a full one
-                    return True
-                if self.position != off + len(rows):
-                    return True
+                    return
             if error is None:
-                return True
+                return
             if not _retryable(error) or attempt >= plan.page_retries:
                 raise _PageFailed(error, self.position)
             attempt += 1
@@ -901,9 +879,9 @@ def read_list(
         labels: True shows option fields as labels (categorical); False keeps
             the ids; a list names the columns to label.
         progress: draw a progress bar (default: when someone is watching).
-        **options: ``page_size`` (rows asked per page, default 1000; above
-            200 it sends ``excludeLimitCheck``; a larger value is capped at
-            1000, the most the server serves), ``batch`` (pages per request,
+        **options: ``page_size`` (rows asked per page, at least 2, default
+            1000; above 200 it sends ``excludeLimitCheck``; a larger value is
+            capped at 1000, the most the server serves), ``batch`` (pages per request,
             default 5), ``offset`` (resume from here), ``strict`` (raise
             DriftError instead of warning), ``types`` ({path: field type}),
             ``page_retries`` (tries again for each request of the read,

@@ -32,6 +32,7 @@ import pandas as pd
 
 from . import session as session_module
 from .errors import InvalidInput, OtysError, redact
+from .frames import is_missing
 from .journal import RECORD, STATUSES
 from .schema import short_service
 from .transport import DEFAULT_URL
@@ -706,7 +707,7 @@ _PLANNED = "planned"
 
 
 def _cell_text(value: Any) -> str:
-    return "(empty)" if _is_missing(value) else str(value)
+    return "(empty)" if is_missing(value) else str(value)
 
 
 def _change_label(row: Any) -> str:
@@ -719,18 +720,14 @@ def _change_label(row: Any) -> str:
     if row.status != _PLANNED:
         note = getattr(row, "error", None)
         server = getattr(row, "server", None)
-        if row.status == "conflict" and not _is_missing(server):
+        if row.status == "conflict" and not is_missing(server):
             note = f"the server now holds {_cell_text(server)}"
-        label += f"  [{row.status}" + (f": {note}]" if not _is_missing(note) else "]")
+        label += f"  [{row.status}" + (f": {note}]" if not is_missing(note) else "]")
     return label
 
 
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (not isinstance(value, (list, dict)) and pd.isna(value))
 
 
 def _counts_text(counts: Any) -> str:

@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidInput, NotFound, OtysError
-from .frames import nest_changes
+from .frames import is_missing, known_field_defs, nest_changes
 from .journal import (
     RECORD,
     STATUSES,
@@ -134,18 +134,6 @@ class _AnyOf:
 # ---- values ----------------------------------------------------------------
 
 
-def _is_missing(value: Any) -> bool:
-    """True for None, NaN, NaT and pd.NA (a list or dict is never missing)."""
-    if value is None:
-        return True
-    if not pd.api.types.is_scalar(value) or isinstance(value, str):
-        return False
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _show(value: Any) -> str:
     """A short, readable rendering of a value for a problem message."""
     text = repr(value)
@@ -170,7 +158,7 @@ def _utf8_text(text: str) -> str:
 
 def _is_blank(value: Any) -> bool:
     """Missing, or text of nothing but whitespace: what a not-empty field refuses."""
-    return _is_missing(value) or (isinstance(value, str) and value.strip() == "")
+    return is_missing(value) or (isinstance(value, str) and value.strip() == "")
 
 
 def _as_timestamp(value: Any) -> pd.Timestamp | None:
@@ -302,7 +290,7 @@ def canonical(value: Any, kind: str, *, lenient: bool = False) -> Any:
     ``0000-00-00`` for no date); user input is judged strictly. Raises
     ``ValueError`` (a private subclass) when the value does not fit.
     """
-    if _is_missing(value):
+    if is_missing(value):
         return None
     try:
         if kind in ("string", "text"):
@@ -449,7 +437,7 @@ def _describe_columns(
 
 def _is_new_key(key: Any) -> bool:
     if not isinstance(key, str):
-        if _is_missing(key):
+        if is_missing(key):
             return True
         key = str(key)
     text = key.strip()
@@ -554,18 +542,6 @@ def _meta(frame: pd.DataFrame) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _field_defs(session: Any, service: str) -> dict[str, Any] | None:
-    """The service's field definitions, or None when the server does not show them."""
-    lookup = getattr(session, "field_defs", None)
-    if lookup is None:
-        return None
-    try:
-        return lookup(service)
-    except (ImportError, OtysError) as exc:
-        log.debug("field definitions of %s unavailable: %s", service, exc)
-        return None
-
-
 def _maybe_changed(old: pd.Series, new: pd.Series) -> np.ndarray:
     """A fast filter: False where the two cells are certainly equal (same value or both missing)."""
     mixed = old.dtype != new.dtype and (
@@ -592,8 +568,8 @@ def _maybe_changed(old: pd.Series, new: pd.Series) -> np.ndarray:
 
 def _same_cell(old: Any, new: Any, column: _Column) -> bool:
     """Type-aware equality of two cells of one column."""
-    if _is_missing(old) or _is_missing(new):
-        return _is_missing(old) and _is_missing(new)
+    if is_missing(old) or is_missing(new):
+        return is_missing(old) and is_missing(new)
     kind = "string" if column.kind == "label" else column.kind
     if column.kind == "label" and not (isinstance(old, str) and isinstance(new, str)):
         kind = "any"
@@ -676,12 +652,12 @@ def _changed_cell(
     try:
         if column.kind == "label":
             old_canon: Any = None
-            if not _is_missing(old):
+            if not is_missing(old):
                 old_ids, _ = labels.ids(column, str(old))
                 old_canon = (
                     _AnyOf(old_ids) if len(old_ids) > 1 else (old_ids or [str(old)])[0]
                 )
-            if _is_missing(new):
+            if is_missing(new):
                 return _Cell(
                     uid, column.name, column, old, new, old_canon, None, None
                 ), None
@@ -870,7 +846,7 @@ def _plan(
     if problems:
         raise InvalidInput("cannot compare the frames", problems)
 
-    defs = _field_defs(session, service)
+    defs = known_field_defs(session, service)
     columns = _describe_columns(original, meta, defs)
     labels = _Labels(session, service, meta.get("language"))
     plan = _Plan(service, language=meta.get("language"))
@@ -945,7 +921,7 @@ def _row_values(
 
 def _read_value(column: _Column, value: Any) -> Any:
     """A read cell as it goes on the wire (an option id for a label), or None."""
-    if _is_missing(value):
+    if is_missing(value):
         return None
     try:
         if column.kind == "label":
@@ -978,12 +954,12 @@ def _plan_adds(
     for number, (label, row) in enumerate(rows, start=1):
         key = (
             f"new#{number}"
-            if _is_missing(label) or str(label).strip() == ""
+            if is_missing(label) or str(label).strip() == ""
             else str(label)
         )
         values, shown = {}, {}
         for name, value in zip(names, row, strict=True):
-            if _is_missing(value) or name in _READ_ONLY:
+            if is_missing(value) or name in _READ_ONLY:
                 continue
             if not getattr(columns[name].fdef, "insertable", True):
                 problems.append(
@@ -1470,14 +1446,7 @@ def write_back(
     {'written': 3}
     """
     refuse_unknown_options("write_back", unknown, _WRITE_OPTIONS)
-    if (
-        not isinstance(batch_size, int)
-        or isinstance(batch_size, bool)
-        or batch_size < 1
-    ):
-        raise InvalidInput(
-            f"batch_size must be a positive whole number, got {batch_size!r}"
-        )
+    _check_batch_size(batch_size)
     plan = _plan(
         session,
         service,
@@ -1487,10 +1456,26 @@ def write_back(
         allow_delete=allow_delete,
         exclude=exclude,
     )
-    run = _Run(force=force, batch_size=batch_size, progress=progress)
-    if journal is not None and not dry_run:
-        run.journal = Journal(journal)
-    return _execute(session, plan, run, dry_run=dry_run)
+    return _run_plan(
+        session,
+        plan,
+        force=force,
+        batch_size=batch_size,
+        progress=progress,
+        journal=journal,
+        dry_run=dry_run,
+    )
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if (
+        not isinstance(batch_size, int)
+        or isinstance(batch_size, bool)
+        or batch_size < 1
+    ):
+        raise InvalidInput(
+            f"batch_size must be a positive whole number, got {batch_size!r}"
+        )
 
 
 def _run_plan(
@@ -1503,6 +1488,8 @@ def _run_plan(
     journal: Any,
     dry_run: bool = False,
 ) -> WriteReport:
+    """Check and send a plan (a new write, an applied dry run or an undo)."""
+    _check_batch_size(batch_size)
     run = _Run(force=force, batch_size=batch_size, progress=progress)
     if journal is not None and not dry_run:
         run.journal = Journal(journal)

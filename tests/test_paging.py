@@ -378,6 +378,16 @@ def test_bad_arguments_are_rejected_before_any_request():
     assert server.requests == 0
 
 
+def test_a_page_size_of_one_is_refused_since_pages_overlap_by_one_row():
+    # Each page after the first starts on the last row already read: a page of
+    # one row would be that row again, and the read would never move on.
+    server = ListServer(7)
+    with pytest.raises(InvalidInput, match=r"page_size must be a whole number >= 2"):
+        read_list(server, "Candidate", WHAT, page_size=1)
+    assert server.requests == 0
+    assert len(read_list(server, "Candidate", WHAT, page_size=2)) == 7
+
+
 def test_iter_pages_yields_one_frame_per_page():
     server = ListServer(450)
     frames = list(iter_pages(server, "Candidate", WHAT, labels=False, page_size=200))

@@ -653,6 +653,21 @@ def test_bad_batch_sizes_are_refused(setup):
         writeback.write_back(session, "Candidate", original, edited, batch_size=0)
 
 
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_undo_journal_refuses_a_bad_batch_size_before_sending(
+    setup, tmp_path, batch_size
+):
+    session, original, edited = setup
+    path = tmp_path / "j.jsonl"
+    edited.loc["1", "email"] = "a@example.org"
+    writeback.write_back(session, "Candidate", original, edited, journal=path)
+    sent = len(session.requests)
+    with pytest.raises(InvalidInput, match="batch_size must be a positive whole"):
+        writeback.undo_journal(session, path, batch_size=batch_size)
+    assert len(session.requests) == sent
+    assert session.store["1"]["email"] == "a@example.org"
+
+
 def test_canonical_refuses_infinities_and_reads_server_shapes():
     with pytest.raises(ValueError, match="not a finite number"):
         writeback.canonical(math.inf, "float")
