@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import requests
 
+    from .journal import WriteReport
+
 __all__ = ["LANGUAGE_SERVICES", "SUPPORTED_LANGUAGES", "Session", "connect"]
 
 log = logging.getLogger(__name__)
@@ -136,7 +138,13 @@ def connect(
 
     own = {k: v for k, v in options.items() if k in _SESSION_OPTIONS}
     rest = {k: v for k, v in options.items() if k not in _SESSION_OPTIONS}
-    if not sandbox and own.get("sandbox_options"):
+    sandbox_options = own.pop("sandbox_options", None) or {}
+    if not isinstance(sandbox_options, Mapping):
+        raise ConfigurationError(
+            "sandbox_options must be a dict of sandbox settings, got "
+            f"{type(sandbox_options).__name__}"
+        )
+    if not sandbox and sandbox_options:
         raise ConfigurationError(
             "sandbox_options only apply with connect(sandbox=True)"
         )
@@ -146,7 +154,7 @@ def connect(
             raise ConfigurationError(
                 "connect(sandbox=True) starts its own server and key; pass no api_key or url"
             )
-        server = _start_sandbox({**rest, **own.pop("sandbox_options", {})})
+        server = _start_sandbox({**rest, **sandbox_options})
         api_key, url = server.api_key, server.url
         own.setdefault("username", getattr(server, "username", None))
         own.setdefault("password", getattr(server, "password", None))
@@ -617,9 +625,8 @@ class Session:
         labels: bool = True,
         progress: bool | None = None,
         **options: Any,
-    ):
+    ) -> Iterator[pd.DataFrame]:
         """Yield the list one DataFrame per page (memory stays bounded)."""
-
         return paging.iter_pages(
             self,
             service,
@@ -637,7 +644,6 @@ class Session:
         self, service: str, uid: str, what: Any, *, labels: bool = True
     ) -> pd.Series:
         """Read one record as a Series named by its uid."""
-
         return paging.read_detail(self, service, uid, what, labels=labels)
 
     @_documented_by(paging.export)
@@ -649,26 +655,22 @@ class Session:
         *,
         path: str,
         **options: Any,
-    ):
+    ) -> dict:
         """Stream a list to a .parquet, .csv or .jsonl file, page by page."""
-
         return paging.export(self, service, what, condition, path=path, **options)
 
     @_documented_by(option_lists.get_options)
     def options(self, service: str, fields: Any) -> dict[str, dict]:
         """Return the option lists (id -> label) of ``fields``, cached per language."""
-
         return option_lists.get_options(self, service, fields)
 
     def field_defs(self, service: str) -> dict[str, Any] | None:
         """The field definitions of ``service`` by dotted name, or None when unknown."""
-
         return field_lists.field_defs(self, service)
 
     @_documented_by(field_lists.fields_frame)
     def fields(self, service: str) -> pd.DataFrame:
         """Return the field definitions of ``service`` as a DataFrame."""
-
         return field_lists.fields_frame(self, service)
 
     # ---- writing -----------------------------------------------------------
@@ -678,7 +680,6 @@ class Session:
         self, service: str, original: pd.DataFrame, edited: pd.DataFrame
     ) -> pd.DataFrame:
         """One row per changed cell: ``uid``, ``field``, ``old``, ``new``."""
-
         return writeback.diff(self, service, original, edited)
 
     @_documented_by(writeback.write_back)
@@ -690,9 +691,8 @@ class Session:
         *,
         dry_run: bool = False,
         **options: Any,
-    ):
+    ) -> WriteReport:
         """Send the changed cells of ``edited`` to the server; return a WriteReport."""
-
         return writeback.write_back(
             self, service, original, edited, dry_run=dry_run, **options
         )
@@ -702,7 +702,6 @@ class Session:
     @_documented_by(files.upload)
     def upload(self, path_or_file: Any, name: str | None = None) -> dict:
         """Upload a file to the file service; return its ouid, name, mimeType and size."""
-
         return files.upload(self, path_or_file, name=name)
 
     @_documented_by(files.attach)
@@ -716,31 +715,26 @@ class Session:
         **extra: Any,
     ) -> str:
         """Bind an uploaded file to a record's dossier; return the dossier item id."""
-
         return files.attach(self, entity, uid, file, type_id, subject, **extra)
 
     @_documented_by(files.document_types)
     def document_types(self) -> pd.DataFrame:
         """All document types of the client as a DataFrame."""
-
         return files.document_types(self)
 
     @_documented_by(files.documents)
     def documents(self, entity: str, uid: str) -> pd.DataFrame:
         """The documents attached to a record's dossier."""
-
         return files.documents(self, entity, uid)
 
     @_documented_by(files.download)
     def download(self, ouid: str, dest: Any, *, overwrite: bool = False) -> Any:
         """Download a file to ``dest`` (a folder or a file path); return the path."""
-
         return files.download(self, ouid, dest, overwrite=overwrite)
 
     @_documented_by(duplicates.duplicate_info)
-    def duplicate_info(self, identifier: Any):
+    def duplicate_info(self, identifier: Any) -> duplicates.DuplicateInfo:
         """The merge history of a candidate (uid, internalId or personalNr)."""
-
         return duplicates.duplicate_info(self, identifier)
 
     @_documented_by(portal.portal_link)
@@ -748,7 +742,6 @@ class Session:
         self, webuser_uid: str, url: str, days: int = 7, domain: str | None = None
     ) -> str:
         """A hashed link that logs a web user in to an OTYS portal page."""
-
         return portal.portal_link(self, webuser_uid, url, days=days, domain=domain)
 
 

@@ -394,6 +394,17 @@ def test_connect_over_real_http_calls_and_logs_out(fake, local_server, caplog):
     assert "plain http" not in caplog.text  # loopback is fine
 
 
+@pytest.mark.parametrize("value", [["records"], "records=5"])
+def test_sandbox_options_that_are_not_a_dict_are_a_configuration_error(value):
+    with pytest.raises(ConfigurationError, match="sandbox_options must be a dict"):
+        connect(sandbox=True, sandbox_options=value)
+
+
+def test_sandbox_options_of_none_mean_none():
+    with connect(sandbox=True, records=200, sandbox_options=None) as session:
+        assert session.simulated
+
+
 def test_sandbox_options_without_a_sandbox_are_a_configuration_error():
     with pytest.raises(ConfigurationError, match="sandbox=True"):
         connect(KEY, URL, sandbox_options={"records": 5})
