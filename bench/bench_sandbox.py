@@ -20,6 +20,9 @@ import requests
 
 from otyspd.sandbox import serve
 
+#: Seconds any one request may take before the benchmark gives up.
+TIMEOUT = 60
+
 
 def page_request(token: str, offset: int) -> dict:
     """The manual's getListEx example as a 200-row page: AND condition, two-field sort."""
@@ -69,21 +72,18 @@ def main() -> None:
     seeding = time.perf_counter() - started
     http = requests.Session()
     try:
-        token = http.post(
-            srv.url, json={"method": "loginByUid", "params": [srv.api_key], "id": 1}
-        ).json()["result"]
-        http.post(
-            srv.url, json=page_request(token, 0)
-        )  # warm the connection and caches
+        login = {"method": "loginByUid", "params": [srv.api_key], "id": 1}
+        token = http.post(srv.url, json=login, timeout=TIMEOUT).json()["result"]
 
-        first = http.post(srv.url, json=page_request(token, 0)).json()["result"]
-        matching = first["totalCount"]
+        # The first page warms the connection and caches and tells how many match.
+        first = http.post(srv.url, json=page_request(token, 0), timeout=TIMEOUT)
+        matching = first.json()["result"]["totalCount"]
         timings = []
         for i in range(args.pages):
             # Walk the pages of the matching records, as a client reading them all would.
             body = page_request(token, (i * 200) % max(200, matching - 200))
             t0 = time.perf_counter()
-            answer = http.post(srv.url, json=body).json()
+            answer = http.post(srv.url, json=body, timeout=TIMEOUT).json()
             timings.append((time.perf_counter() - t0) * 1000)
             assert len(answer["result"]["listOutput"]) == 200, answer
     finally:

@@ -171,7 +171,7 @@ def in_range(value: int) -> int:
 
 
 def to_int(value: Any) -> int | None:
-    """An integer, or a string of ASCII digits (PHP accepts both); 64 bits at most."""
+    """An integer, or a string of one (ASCII digits, maybe a minus, blanks around); 64 bits."""
     if value is None:
         return None
     if isinstance(value, bool):
