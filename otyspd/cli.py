@@ -344,10 +344,13 @@ def _attach_dash_values(argv: list[str]) -> list[str]:
     """Glue ``--sort -entryDateTime`` into ``--sort=-entryDateTime``.
 
     argparse would take a value starting with '-' for an option of its own.
+    A long option (``--what``) or a short one (``-o``) after ``--sort`` is left
+    alone, so that a missing sort value is reported as such.
     """
     out: list[str] = []
     for i, arg in enumerate(argv):
-        if i and argv[i - 1] == "--sort" and arg.startswith("-") and out:
+        descending = arg.startswith("-") and not arg.startswith("--") and len(arg) > 2
+        if i and argv[i - 1] == "--sort" and descending:
             out[-1] = f"--sort={arg}"
             continue
         out.append(arg)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from otyspd import cli, paging
-from otyspd.cli import main
+from otyspd.cli import _attach_dash_values, main
 
 WHAT = ["--what", "Person.lastName,statusId"]
 
@@ -137,3 +137,17 @@ def test_sandbox_port_out_of_range_or_taken_is_a_message(capsys):
         assert main(["sandbox", "--port", str(port), "--records", "5"]) == cli.FAILED
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in one_line(err)
+
+
+def test_a_descending_sort_field_is_kept_as_the_sort_value():
+    assert _attach_dash_values(["export", "C", "--sort", "-entryDateTime,uid"]) == [
+        "export",
+        "C",
+        "--sort=-entryDateTime,uid",
+    ]
+
+
+@pytest.mark.parametrize("option", ["--what", "-o"])
+def test_an_option_after_a_bare_sort_is_not_taken_as_its_value(option):
+    argv = ["export", "C", "--sort", option, "x.csv"]
+    assert _attach_dash_values(argv) == argv
