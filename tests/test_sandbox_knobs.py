@@ -277,6 +277,13 @@ def test_configure_refuses_unknown_knobs_and_bad_rates(sandbox):
         sandbox.configure(churn={"insert": 1})
 
 
+@pytest.mark.parametrize("count", ["2", -1, 1.5, True])
+def test_configure_refuses_a_churn_count_that_is_not_a_whole_number(sandbox, count):
+    with pytest.raises(ValueError, match="counts >= 0"):
+        sandbox.configure(churn={"add": count})
+    assert sandbox.knobs["churn"] is None
+
+
 def test_a_database_file_survives_a_restart_but_its_sessions_do_not(
     make_sandbox, tmp_path
 ):

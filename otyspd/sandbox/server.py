@@ -174,9 +174,14 @@ class Sandbox:
         if churn_spec is not None and (
             not isinstance(churn_spec, dict)
             or set(churn_spec) - {"add", "change", "delete"}
+            or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                for n in churn_spec.values()
+            )
         ):
             raise ValueError(
-                f"churn must be a dict with keys add/change/delete, got {churn_spec!r}"
+                "churn must be a dict with keys add/change/delete and counts >= 0, "
+                f"got {churn_spec!r}"
             )
         with self._lock:
             # Check the rates as they would be, so that a refused call changes nothing.
