@@ -9,7 +9,7 @@ Run: ``python bench/bench_read.py`` (about a minute). It prints:
    Time, HTTP requests (from the sandbox's own counters) and the ratio.
 2. Client-side time to turn 100,000 records into the typed, labelled frame,
    against ``pandas.json_normalize`` on the same records.
-3. Peak memory (tracemalloc) of a 100,000-row read against the frame's own
+3. Peak memory (tracemalloc plus Arrow's memory pool) of a 100,000-row read against the frame's own
    ``memory_usage(deep=True)``.
 
 The sandbox runs in a child process, so that its work and memory are not
@@ -26,6 +26,9 @@ import threading
 import time
 import tracemalloc
 import warnings
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
 
 import pandas as pd
 import requests
@@ -49,48 +52,32 @@ FIELDS = [
     "matchCriteria_1",
 ]
 LATENCY = 0.05
+T = TypeVar("T")
 
 
 # ---- a sandbox in a child process -------------------------------------------------
 
 
-def _serve_child(conn, options):
+def _serve_child(conn: Connection, options: dict[str, Any]) -> None:
+    """Serve a sandbox and answer the parent's commands until it says stop."""
     from otyspd.sandbox import serve
 
     srv = serve(port=0, **options)
-    conn.send(
-        (
-            srv.url,
-            srv.api_key,
-            getattr(srv, "username", None),
-            getattr(srv, "password", None),
-        )
-    )
+    conn.send((srv.url, srv.api_key, srv.username, srv.password))
     while True:
-        command, arg = conn.recv()
-        if command == "stats":
-            conn.send(_stats_dict(srv.stats))
-        elif command == "configure":
-            srv.configure(**arg)
-            conn.send(True)
+        command = conn.recv()
+        if command == "requests":
+            conn.send(srv.stats["requests"])
         elif command == "stop":
             srv.stop()
             conn.send(True)
             return
 
 
-def _stats_dict(stats):
-    if isinstance(stats, dict):
-        return dict(stats)
-    if hasattr(stats, "as_dict"):
-        return stats.as_dict()
-    return dict(vars(stats))
-
-
 class ChildSandbox:
     """A sandbox server running in its own process, reachable on 127.0.0.1."""
 
-    def __init__(self, **options):
+    def __init__(self, **options: Any) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_serve_child, args=(child, options), daemon=True)
@@ -98,16 +85,12 @@ class ChildSandbox:
         self.url, self.api_key, self.username, self.password = self.conn.recv()
 
     def requests(self) -> int:
-        self.conn.send(("stats", None))
-        stats = self.conn.recv()
-        return int(stats.get("requests", stats.get("http_requests", 0)))
+        """The number of HTTP requests the sandbox has answered so far."""
+        self.conn.send("requests")
+        return self.conn.recv()
 
-    def configure(self, **knobs):
-        self.conn.send(("configure", knobs))
-        self.conn.recv()
-
-    def stop(self):
-        self.conn.send(("stop", None))
+    def stop(self) -> None:
+        self.conn.send("stop")
         self.conn.recv()
         self.proc.join(10)
 
@@ -115,14 +98,14 @@ class ChildSandbox:
 class ArrowPeak:
     """Samples pyarrow's memory pool in a thread and keeps the highest value."""
 
-    def __enter__(self):
+    def __enter__(self) -> ArrowPeak:
         import pyarrow as pa
 
         self.peak = 0
         self._base = pa.total_allocated_bytes()
         self._stop = threading.Event()
 
-        def sample():
+        def sample() -> None:
             while not self._stop.is_set():
                 self.peak = max(self.peak, pa.total_allocated_bytes() - self._base)
                 time.sleep(0.005)
@@ -131,7 +114,7 @@ class ArrowPeak:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         import pyarrow as pa
 
         self._stop.set()
@@ -146,7 +129,7 @@ def plain_loop(url: str, api_key: str) -> pd.DataFrame:
     """The manual's loop: log in, page getListEx by 200, then json_normalize."""
     http = requests.Session()
 
-    def rpc(method, params):
+    def rpc(method: str, params: list) -> Any:
         body = {"jsonrpc": "2.0", "method": method, "params": params, "id": 1}
         answer = http.post(url, json=body, timeout=60).json()
         if "error" in answer:
@@ -170,7 +153,8 @@ def plain_loop(url: str, api_key: str) -> pd.DataFrame:
     return pd.json_normalize(rows)
 
 
-def timed(fn):
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    """What ``fn()`` returns, and the seconds it took."""
     start = time.perf_counter()
     result = fn()
     return result, time.perf_counter() - start

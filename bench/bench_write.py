@@ -14,26 +14,28 @@ from __future__ import annotations
 import argparse
 import time
 
+import pandas as pd
+
 import otyspd
 from otyspd import writeback
-from otyspd.sandbox import serve
+from otyspd.sandbox import Sandbox, serve
 
 FIELD = "Person.firstName"
 
 
-def read_frame(session: otyspd.Session, count: int):
+def read_frame(session: otyspd.Session, count: int) -> pd.DataFrame:
     """The first ``count`` candidates with the column to edit, as a read gives them."""
     frame = session.read_list("Candidate", ["uid", FIELD], sort=["uid"], limit=count)
     return frame.iloc[:count]
 
 
-def calls_made(srv) -> int:
+def calls_made(srv: Sandbox) -> int:
     """Requests the sandbox has answered so far."""
-    stats = srv.stats
-    return int(stats["requests"] if isinstance(stats, dict) else stats.requests)
+    return srv.stats["requests"]
 
 
-def edit(frame, tag: str):
+def edit(frame: pd.DataFrame, tag: str) -> pd.DataFrame:
+    """A copy of ``frame`` with every value of the edited column changed."""
     edited = frame.copy()
     edited[FIELD] = [f"{tag}{i}" for i in range(len(edited))]
     return edited
