@@ -346,6 +346,15 @@ def test_stats_count_requests_calls_and_logins(sandbox):
     assert stats["calls"]["CandidateService.getList"] == 1
 
 
+def test_a_refused_username_login_counts_as_a_failed_login(sandbox):
+    client = _client(sandbox)
+    assert client.call("login", sandbox.username, "not the password")["result"] is False
+    assert client.call("login", sandbox.username, sandbox.password)["result"]
+    client.close()
+    stats = sandbox.stats
+    assert stats["failed_logins"] == 1 and stats["logins"] == 2
+
+
 def test_stop_closes_the_port_and_the_context_manager_stops(make_sandbox):
     from otyspd.sandbox import serve
 

@@ -214,6 +214,7 @@ class Sandbox:
             return copy.deepcopy(self._stats)
 
     def reset_stats(self) -> None:
+        """Set every counter of :attr:`stats` back to zero."""
         with self._lock:
             self._stats = {
                 "requests": 0,
@@ -245,6 +246,7 @@ class Sandbox:
     # ---- sessions (used by the dispatcher) --------------------------------------------
 
     def open_session(self, key: str) -> str:
+        """Start a session for an API key and return its fresh 26-character token."""
         token = "".join(secrets.choice(_TOKEN_CHARS) for _ in range(26))
         now = time.monotonic()
         with self._lock:
@@ -253,11 +255,13 @@ class Sandbox:
         return token
 
     def close_session(self, token: str) -> None:
+        """End a session (logout); its token is unknown from then on."""
         with self._lock:
             self._sessions.pop(token, None)
             self._stats["logouts"] += 1
 
     def session_of(self, token: Any) -> SessionState | None:
+        """The session of a token, expired or not; None for an unknown token."""
         with self._lock:
             return self._sessions.get(token) if isinstance(token, str) else None
 

@@ -196,6 +196,7 @@ class Dispatcher:
         username, password = ([*list(params), None, None])[:2]
         if username == self.sb.username and password == self.sb.password:
             return self.sb.open_session(self.sb.api_key)
+        self.sb.count_failed_login()
         return False
 
     def m_loginAs(self, params: list) -> Any:
