@@ -322,6 +322,8 @@ class Session:
         sandbox: the sandbox server this session started, or None.
         username, password: credentials for the field-list pages, or None.
         http: the ``requests.Session`` every request goes through.
+        max_upload_size: the largest file :meth:`upload` sends, in bytes
+            (None: 8 MB, the limit OTYS's own clients keep to).
     """
 
     def __init__(
@@ -343,6 +345,7 @@ class Session:
         self.password = password
         register_secret(password)
         self.user: dict | None = None
+        self.max_upload_size: int | None = None
         self._cache: dict[Any, Any] = {}
         self._chunk = chunk
         self._language: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -700,9 +703,11 @@ class Session:
     # ---- files, duplicates, portal ----------------------------------------
 
     @_documented_by(files.upload)
-    def upload(self, path_or_file: Any, name: str | None = None) -> dict:
+    def upload(
+        self, path_or_file: Any, name: str | None = None, *, max_size: int | None = None
+    ) -> dict:
         """Upload a file to the file service; return its ouid, name, mimeType and size."""
-        return files.upload(self, path_or_file, name=name)
+        return files.upload(self, path_or_file, name=name, max_size=max_size)
 
     @_documented_by(files.attach)
     def attach(

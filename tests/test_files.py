@@ -792,3 +792,16 @@ def test_a_refused_download_session_logs_in_again(live, tmp_path):
 
     assert path.read_bytes() == b"hello"
     assert srv.stats["logins"] == logins + 1
+
+
+def test_the_session_passes_a_size_limit_to_the_upload(live, tmp_path):
+    _, live_session = live
+    path = _write(tmp_path / "s.pdf", b"x" * 11)
+    with pytest.raises(InvalidInput, match="limit of 10 bytes"):
+        live_session.upload(path, max_size=10)
+    assert live_session.max_upload_size is None
+    live_session.max_upload_size = 10
+    with pytest.raises(InvalidInput, match="limit of 10 bytes"):
+        live_session.upload(path)
+    live_session.max_upload_size = None
+    assert live_session.upload(path)["size"] == 11
