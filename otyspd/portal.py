@@ -73,9 +73,12 @@ def portal_link(
             "OCDService.createToken did not answer a token",
             method="Otys.Services.OCDService.createToken",
         )
+    # The link carries the token URL-encoded: hide that spelling too.
+    quoted = quote(token.strip(), safe="")
     register_secret(token)
+    register_secret(quoted)
     log.debug("portal link created for a web user, valid %d days", valid_days)
-    return _LINK.format(domain=portal, token=quote(token.strip(), safe=""))
+    return _LINK.format(domain=portal, token=quoted)
 
 
 def _webuser(value: Any) -> str:

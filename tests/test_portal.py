@@ -122,6 +122,16 @@ def test_the_link_is_not_logged(caplog):
     assert "secret-token-99" not in caplog.text
 
 
+def test_the_links_url_encoded_token_is_hidden_in_messages_too():
+    link = portal.portal_link(
+        FakeSession("tok/with+plus=9"), "wu-1", "https://p.example.com/"
+    )
+    encoded = link.rsplit("/", 1)[1]
+
+    assert encoded == "tok%2Fwith%2Bplus%3D9"
+    assert encoded not in redact(f"the server echoed {link}")
+
+
 def test_portal_link_against_the_sandbox_stores_the_token_for_the_page():
     from otyspd import connect
     from otyspd.errors import BadRequest
