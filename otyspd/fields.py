@@ -450,7 +450,7 @@ def _fetch_page(session: Session, service: str) -> str:
             url,
             params={"service": name},
             auth=_credentials(session),
-            timeout=_TIMEOUT,
+            timeout=getattr(getattr(session, "_transport", None), "timeout", _TIMEOUT),
             verify=getattr(getattr(session, "_transport", None), "verify", True),
         )
     except requests.Timeout as exc:
