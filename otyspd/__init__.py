@@ -7,6 +7,8 @@
 
 import logging
 
+# The simulator is part of the toolkit: otyspd.sandbox.serve() after `import otyspd`.
+from . import sandbox
 from .duplicates import AmbiguousIdWarning, merge_map, surviving_ids
 from .errors import (
     AccessDenied,
@@ -66,5 +68,6 @@ __all__ = [
     "merge_map",
     "nest_changes",
     "read_list",
+    "sandbox",
     "surviving_ids",
 ]

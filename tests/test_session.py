@@ -589,3 +589,10 @@ def test_a_bad_sandbox_option_is_a_configuration_error(options, match):
 
     with pytest.raises(otyspd.ConfigurationError, match=match):
         otyspd.connect(sandbox=True, **options)
+
+
+def test_the_sandbox_is_reachable_after_a_plain_import():
+    import otyspd
+
+    with otyspd.sandbox.serve(records=20, rate_limit=None) as srv:
+        assert srv.url.startswith("http://127.0.0.1:")
