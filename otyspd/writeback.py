@@ -6,7 +6,11 @@ The path from two frames to the server, one step each:
    one, cell by cell and type-aware: missing is missing whatever its spelling
    (None, NaN, NaT, ``pd.NA``), ``5`` equals ``5.0``, text is compared in
    Unicode NFC, datetimes as instants in Europe/Amsterdam, dates as dates,
-   label columns as labels.
+   label columns as labels. In a text field (``string``, ``text``, or a
+   column of unknown type) empty text ``""`` is missing too, as the server
+   treats them alike: ``""`` against None/NaN is no change either way, so a
+   CSV round trip or ``fillna("")`` sends nothing for those cells. Clearing
+   text (``"abc"`` to NaN or to ``""``) is a change, sent as null.
 2. **validate**: every problem (unknown column, read-only field, a label that
    maps to no id or to several, a value of the wrong type, blank text in a
    not-empty field, text that is not valid UTF-8, an integer beyond 64 bits,
@@ -108,6 +112,8 @@ _WRITE_OPTIONS = (
 )
 _READ_ONLY = frozenset({"uid", "internalId"})
 _SCALAR_KINDS = ("string", "text", "integer", "float", "boolean", "date", "datetime")
+# Kinds in which empty text and missing are the same value.
+_TEXT_KINDS = ("string", "text", "any")
 # An integer field holds a signed 64-bit number; a bigger one would be cut or rounded.
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -154,6 +160,13 @@ def _utf8_text(text: str) -> str:
             f"{text[exc.start]!r} at position {exc.start} of {_show(text)}"
         ) from None
     return _nfc(text)
+
+
+def _is_empty(value: Any, kind: str) -> bool:
+    """Missing, or empty text in a text field (the server holds both as no value)."""
+    if is_missing(value):
+        return True
+    return kind in _TEXT_KINDS and isinstance(value, str) and value == ""
 
 
 def _is_blank(value: Any) -> bool:
@@ -257,7 +270,7 @@ def _canon_any(value: Any) -> Any:
     if isinstance(value, (int, float, np.integer, np.floating, Decimal)):
         return _canon_number(value, "any", False)
     if isinstance(value, str):
-        return _utf8_text(value)
+        return _utf8_text(value) if value else None
     ts = _as_timestamp(value)
     if ts is not None:
         if ts.tzinfo is None and ts == ts.normalize():
@@ -287,10 +300,13 @@ def canonical(value: Any, kind: str, *, lenient: bool = False) -> Any:
     ``kind`` is a field type (``string``, ``integer``, ``date``...), ``label``
     for an option id, or ``any`` when the type is unknown. ``lenient`` accepts
     the looser shapes the server sends (``"1"`` for true, ``"12"`` for 12,
-    ``0000-00-00`` for no date); user input is judged strictly. Raises
-    ``ValueError`` (a private subclass) when the value does not fit.
+    ``0000-00-00`` for no date); user input is judged strictly. Empty text
+    in a text field is None as well. Raises ``ValueError`` (a private
+    subclass) when the value does not fit.
     """
-    if is_missing(value):
+    if is_missing(value) or (
+        kind in _TEXT_KINDS and isinstance(value, str) and not value
+    ):
         return None
     try:
         if kind in ("string", "text"):
@@ -568,8 +584,8 @@ def _maybe_changed(old: pd.Series, new: pd.Series) -> np.ndarray:
 
 def _same_cell(old: Any, new: Any, column: _Column) -> bool:
     """Type-aware equality of two cells of one column."""
-    if is_missing(old) or is_missing(new):
-        return is_missing(old) and is_missing(new)
+    if _is_empty(old, column.kind) or _is_empty(new, column.kind):
+        return _is_empty(old, column.kind) and _is_empty(new, column.kind)
     kind = "string" if column.kind == "label" else column.kind
     if column.kind == "label" and not (isinstance(old, str) and isinstance(new, str)):
         kind = "any"
@@ -959,7 +975,7 @@ def _plan_adds(
         )
         values, shown = {}, {}
         for name, value in zip(names, row, strict=True):
-            if is_missing(value) or name in _READ_ONLY:
+            if _is_empty(value, columns[name].kind) or name in _READ_ONLY:
                 continue
             if not getattr(columns[name].fdef, "insertable", True):
                 problems.append(
@@ -972,6 +988,8 @@ def _plan_adds(
             wire, problem = _record_wire(columns[name], value, labels)
             if problem:
                 problems.append(f"new row {key!r}, column {name!r}: {problem}")
+                continue
+            if wire is None:  # empty text: nothing to set
                 continue
             values[name], shown[name] = wire, value
         if not values:
@@ -1125,8 +1143,11 @@ def _check_conflicts(session: Any, plan: _Plan, run: _Run) -> None:
             continue
         now = _server_canon(cell, record)
         raw = _pluck(record, cell.field)
-        # Undo restores this: the server's own text exactly, else its canonical form.
-        exact = cell.column.kind in ("label", "string", "text") and now is not None
+        # Undo restores this: the server's own text exactly (an empty text too),
+        # else its canonical form.
+        exact = cell.column.kind in ("label", "string", "text") and (
+            now is not None or raw == ""
+        )
         cell.before = raw if exact else now
         if now == cell.new_canon:
             cell.status = "unchanged"

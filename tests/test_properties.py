@@ -381,8 +381,8 @@ def _is_missing(value: Any) -> bool:
 
 
 def _server_form(value: Any, kind: str, labels: dict[str, str]) -> Any:
-    """What the server should hold after writing ``value`` (None for missing)."""
-    if _is_missing(value):
+    """What the server should hold after writing ``value`` (None for missing or empty text)."""
+    if _is_missing(value) or (kind == "string" and value == ""):
         return None
     if kind == "string":
         return unicodedata.normalize("NFC", value)
@@ -404,6 +404,8 @@ def _stored(record: dict, column: str, kind: str) -> Any:
     for part in column.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     if node is None or (isinstance(node, str) and node.startswith("0000-00-00")):
+        return None
+    if kind == "string" and node == "":  # empty text and null are the same value
         return None
     if kind == "boolean":
         return node in (True, 1, "1")

@@ -1000,3 +1000,60 @@ def test_an_unknown_option_is_named_with_the_valid_ones(setup, tmp_path, where):
         "a@example.org" if where in ("undo", "undo_journal") else "p1@example.org"
     )
     assert session.store["1"]["email"] == expected
+
+
+# ---- frames whose values changed spelling but not meaning --------------------------
+
+
+def _with_empty_texts():
+    """Records 1-2 hold empty text in ``phone``, 3 holds null, 4 holds a number."""
+    records = _records(4)
+    records["1"]["phone"] = ""
+    records["2"]["phone"] = ""
+    records["4"]["phone"] = "06-12"
+    session = FakeSession(records, options={"statusId": STATUS})
+    return session, _frame(records)
+
+
+@pytest.mark.parametrize("typed", [True, False])
+def test_empty_text_and_missing_are_the_same_in_a_text_field_both_ways(typed):
+    session, original = _with_empty_texts()
+    if not typed:  # a frame that lost its notes and dtypes: an untyped text column
+        original.attrs = {}
+        original["phone"] = original["phone"].astype(object)
+    as_missing = original.copy()
+    as_missing["phone"] = as_missing["phone"].astype(object).replace("", np.nan)
+    as_empty = original.copy()
+    as_empty["phone"] = as_empty["phone"].astype(object).fillna("")
+    for before, after in [(original, as_missing), (original, as_empty)]:
+        assert session_diff(session, before, after).empty
+        assert session_diff(session, after, before).empty
+        report = writeback.write_back(session, "Candidate", before, after)
+        assert report.counts == {} and session.writes() == []
+
+
+def test_clearing_text_to_empty_or_missing_is_a_change_sent_as_null():
+    session, original = _with_empty_texts()
+    edited = original.copy()
+    edited["phone"] = edited["phone"].astype(object)
+    edited.loc["4", "phone"] = ""
+    assert session_diff(session, original, edited)[
+        ["uid", "old", "new"]
+    ].values.tolist() == [["4", "06-12", ""]]
+    report = writeback.write_back(session, "Candidate", original, edited)
+    assert report.payloads == {"4": {"phone": None}}
+    assert session.store["4"]["phone"] is None
+    # Undo puts the text back; an empty text the server held is restored as it was.
+    report.undo()
+    assert session.store["4"]["phone"] == "06-12"
+
+
+def test_a_csv_round_trip_of_empty_text_plans_only_the_real_edit(tmp_path):
+    session, original = _with_empty_texts()
+    original[["Person.firstName", "email", "phone"]].to_csv(tmp_path / "c.csv")
+    reloaded = pd.read_csv(tmp_path / "c.csv", index_col="uid", dtype={"uid": str})
+    reloaded.loc["2", "email"] = "new@example.org"
+    report = writeback.write_back(
+        session, "Candidate", original, reloaded, dry_run=True
+    )
+    assert report.payloads == {"2": {"email": "new@example.org"}}
