@@ -59,6 +59,7 @@ import difflib
 import json
 import logging
 import math
+import re
 import time
 import unicodedata
 import uuid
@@ -120,6 +121,29 @@ _INT64 = (-(2**63), 2**63 - 1)
 
 class _Bad(ValueError):
     """A value that does not fit its column's type (the text says why)."""
+
+
+class _TypeProblem(str):
+    """A problem text that says a value does not fit its column's type."""
+
+
+# Text that a column which lost its type (a CSV read as text) holds for a
+# number: an optional sign and ASCII digits; for a float also a point and exponent.
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+_FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_BOOLEAN_TEXT = {
+    "True": True,
+    "true": True,
+    "1": True,
+    "False": False,
+    "false": False,
+    "0": False,
+}
+_LOST_TYPES_HINT = (
+    "Some columns of edited lost their types (for example through CSV): restore them "
+    "with `edited = edited.astype(original.dtypes)` or read the CSV with the "
+    "original's dtypes."
+)
 
 
 class _AnyOf:
@@ -206,6 +230,13 @@ def _canon_number(value: Any, kind: str, lenient: bool) -> int | float:
             value = float(value) if kind == "float" or "." in value else int(value)
         except ValueError:
             raise _Bad(f"expected a number, got {_show(value)}") from None
+    elif isinstance(value, str):
+        # A number held as text, as a CSV read with dtype=str gives it.
+        if kind == "integer" and _INTEGER_TEXT.fullmatch(value):
+            return int(value)
+        if kind == "float" and _FLOAT_TEXT.fullmatch(value):
+            return _canon_number(float(value), kind, lenient)
+        raise _Bad(f"expected a number, got str {_show(value)}")
     if isinstance(value, (int, np.integer)):
         return float(value) if kind == "float" else int(value)
     if isinstance(value, (float, np.floating, Decimal)):
@@ -226,6 +257,8 @@ def _canon_boolean(value: Any, lenient: bool) -> bool:
         return bool(value)
     if isinstance(value, (int, np.integer)) and int(value) in (0, 1):
         return bool(value)
+    if isinstance(value, str) and value in _BOOLEAN_TEXT:
+        return _BOOLEAN_TEXT[value]  # as a CSV read with dtype=str gives it
     if (
         lenient
         and isinstance(value, str)
@@ -550,6 +583,8 @@ class _Plan:
     # (uid, status) of records an undone write deleted: undo cannot bring them back
     lost: list[tuple[str, str]] = field(default_factory=list)
     invalid: list[tuple] = field(default_factory=list)  # (uid, field, old, new) refused
+    # A value of the wrong type in a column whose dtype differs from the original's.
+    lost_types: bool = False
     language: str | None = None
 
 
@@ -690,7 +725,7 @@ def _changed_cell(
         except _Bad:
             old_canon = old
     except _Bad as bad:
-        return None, str(bad)
+        return None, _TypeProblem(bad)
     if isinstance(new_canon, _Structure):
         return (
             None,
@@ -767,6 +802,8 @@ def _compare_cells(
             if problem:
                 problems.append(f"uid {uid!r}, column {name!r}: {problem}")
                 plan.invalid.append((uid, name, old, new))
+                if isinstance(problem, _TypeProblem) and new_col.dtype != old_col.dtype:
+                    plan.lost_types = True
             elif cell is not None:
                 found.append(cell)
 
@@ -904,7 +941,10 @@ def _plan(
     excluded = _exclusions(exclude)
     problems += _unmatched_exclusions(plan, excluded)
     if check_rows and problems:
-        raise InvalidInput("nothing was sent; fix these first", problems)
+        message = "nothing was sent; fix these first"
+        if plan.lost_types:
+            message += "\n" + _LOST_TYPES_HINT
+        raise InvalidInput(message, problems)
     _mark_excluded(plan, excluded)
     return plan
 

@@ -674,8 +674,12 @@ def test_canonical_refuses_infinities_and_reads_server_shapes():
     assert writeback.canonical("0000-00-00", "date", lenient=True) is None
     assert writeback.canonical("1", "boolean", lenient=True) is True
     assert writeback.canonical("12", "integer", lenient=True) == 12
-    with pytest.raises(ValueError):
-        writeback.canonical("12", "integer")
+    # User input that lost its type is taken when it is plainly that type.
+    assert writeback.canonical("-12", "integer") == -12
+    assert writeback.canonical("True", "boolean") is True
+    for loose in ["12.0", " 12", "1_000", "\u0661\u0662", "twelve"]:
+        with pytest.raises(ValueError):
+            writeback.canonical(loose, "integer")
 
 
 def test_updated_moves_only_confirmed_cells_into_the_baseline(setup):
@@ -1057,3 +1061,58 @@ def test_a_csv_round_trip_of_empty_text_plans_only_the_real_edit(tmp_path):
         session, "Candidate", original, reloaded, dry_run=True
     )
     assert report.payloads == {"2": {"email": "new@example.org"}}
+
+
+@pytest.mark.parametrize("how", ["dtype=str", "object"])
+def test_untouched_cells_of_a_frame_that_lost_its_types_are_no_change(tmp_path, how):
+    records = _records(3)
+    records["1"]["Person"]["firstName"] = "0612"  # text of digits stays text
+    for uid, ok, rate in [("1", True, 2.5), ("2", False, 3.0), ("3", None, None)]:
+        records[uid].update(ok=ok, rate=rate)
+    session = FakeSession(records, options={"statusId": STATUS})
+    original = _frame(records)
+    original["ok"] = pd.array([True, False, pd.NA], "boolean")
+    original["rate"] = pd.array([2.5, 3.0, None], "Float64")
+    original.attrs["otyspd"]["types"].update({"ok": "boolean", "rate": "float"})
+    if how == "dtype=str":
+        original.to_csv(tmp_path / "c.csv")
+        edited = pd.read_csv(tmp_path / "c.csv", index_col="uid", dtype=str)
+    else:
+        edited = original.astype(object)
+        edited["ok"] = pd.Series([True, np.False_, None], edited.index, object)
+        edited["score"] = pd.Series([5.0, 5, np.int64(5)], edited.index, object)
+    assert session_diff(session, original, edited).empty
+    edited.loc["2", "score"] = "7"
+    edited.loc["2", "ok"] = "true"
+    edited.loc["1", "rate"] = "-1.5e1"
+    report = writeback.write_back(session, "Candidate", original, edited)
+    assert report.payloads == {
+        "1": {"rate": -15.0},
+        "2": {"score": 7, "ok": True},
+    }
+
+
+def test_wrong_types_in_columns_that_lost_their_types_get_one_hint(setup):
+    session, original, edited = setup
+    edited = edited.astype(object)
+    edited.loc["1", "score"] = "5.5"
+    edited.loc["2", "score"] = "seven"
+    with pytest.raises(InvalidInput) as caught:
+        writeback.write_back(session, "Candidate", original, edited)
+    text = str(caught.value)
+    assert "uid '1', column 'score': expected a number, got str '5.5'" in text
+    assert "uid '2', column 'score': expected a number, got str 'seven'" in text
+    assert text.count("lost their types") == 1
+    assert "edited = edited.astype(original.dtypes)" in text
+    # The hint names the cure that works.
+    edited = original.astype(object).astype(original.dtypes)
+    assert session_diff(session, original, edited).empty
+    # A wrong value in a column that kept its dtype gets no hint.
+    _, original, edited = setup
+    edited["score"] = edited["score"].astype(object)
+    original["score"] = original["score"].astype(object)
+    edited.loc["2", "score"] = "seven"
+    with pytest.raises(InvalidInput) as caught:
+        writeback.write_back(session, "Candidate", original, edited)
+    assert "lost their types" not in str(caught.value)
+    assert session.writes() == []
