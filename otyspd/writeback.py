@@ -661,6 +661,25 @@ class _Labels:
             )
         return self.fetched[column.name]
 
+    def id_problem(self, column: _Column, wire: Any) -> str | None:
+        """Why an option id typed as such (a frame read with labels=False) is refused, or None.
+
+        Only for fields whose definitions say they have options; the list is
+        asked once per column. Without a list to check against, the id is sent.
+        """
+        if wire is None or not getattr(column.fdef, "has_options", False):
+            return None
+        options = self.server_labels(column)
+        if not options or str(wire) in options:
+            return None
+        ids = sorted(options, key=_natural)
+        shown = ", ".join(f"{i} ({options[i]})" for i in ids[:12])
+        more = f" and {len(ids) - 12} more" if len(ids) > 12 else ""
+        return (
+            f"{_show(wire)} is not an option id of this field "
+            f"(valid ids: {shown}{more})"
+        )
+
     def ids(self, column: _Column, label: Any) -> tuple[list[str], str | None]:
         """The ids a label maps to, or a problem text."""
         if not isinstance(label, str):
@@ -731,6 +750,9 @@ def _changed_cell(
             None,
             "a list or dict cannot be written as a whole; edit its dotted fields",
         )
+    problem = labels.id_problem(column, new_canon)
+    if problem:
+        return None, problem
     return _Cell(
         uid, column.name, column, old, new, old_canon, new_canon, new_canon
     ), None
@@ -751,7 +773,7 @@ def _record_wire(
             None,
             "a list or dict cannot be written as a whole; edit its dotted fields",
         )
-    return wire, None
+    return wire, labels.id_problem(column, wire)
 
 
 def _frame_problems(original: pd.DataFrame, edited: pd.DataFrame) -> list[str]:

@@ -1116,3 +1116,52 @@ def test_wrong_types_in_columns_that_lost_their_types_get_one_hint(setup):
         writeback.write_back(session, "Candidate", original, edited)
     assert "lost their types" not in str(caught.value)
     assert session.writes() == []
+
+
+def test_option_ids_of_a_frame_read_without_labels_are_checked_before_sending():
+    records = _records(3)
+    defs = {
+        "statusId": FieldDef("statusId", "integer", has_options=True),
+        "score": FieldDef("score", "integer"),
+        "Person.firstName": FieldDef("Person.firstName"),
+    }
+    many = {str(i): f"Status {i}" for i in range(1, 16)}
+    session = FakeSession(records, options={"statusId": many}, defs=defs)
+    asked = []
+    lookup = session.options
+    session.options = lambda service, fields: (
+        asked.append(fields) or lookup(service, fields)
+    )
+    original = _frame(records)[["Person.firstName", "statusId", "score"]]
+    original["statusId"] = pd.array([1, 1, 1], "Int64")
+    original.attrs["otyspd"]["labels"] = {}
+    edited = original.copy()
+    edited.loc["1", "statusId"] = 99
+    edited.loc["2", "statusId"] = 100
+    edited.loc["3", "statusId"] = 3  # a valid id
+    edited.loc["3", "score"] = 99  # no options: any number goes
+    new = pd.DataFrame(
+        {"Person.firstName": ["Ann"], "statusId": [77]},
+        index=pd.Index(["new1"], name="uid"),
+    )
+    with pytest.raises(InvalidInput) as caught:
+        writeback.write_back(
+            session, "Candidate", original, pd.concat([edited, new]), allow_add=True
+        )
+    problems = caught.value.problems
+    assert [p.split(": ", 1)[0] for p in problems] == [
+        "uid '1', column 'statusId'",
+        "uid '2', column 'statusId'",
+        "new row 'new1', column 'statusId'",
+    ]
+    assert problems[0].endswith(
+        "99 is not an option id of this field (valid ids: 1 (Status 1), "
+        "2 (Status 2), 3 (Status 3), 4 (Status 4), 5 (Status 5), 6 (Status 6), "
+        "7 (Status 7), 8 (Status 8), 9 (Status 9), 10 (Status 10), 11 (Status 11), "
+        "12 (Status 12) and 3 more)"
+    )
+    assert session.writes() == [] and asked == [["statusId"]]
+    report = writeback.write_back(
+        session, "Candidate", original, edited.drop(index=["1", "2"])
+    )
+    assert report.payloads == {"3": {"statusId": 3, "score": 99}}
