@@ -176,14 +176,17 @@ def test_c18_an_invalid_payload_stops_everything_before_the_first_write(
 
 
 def test_c18_a_refused_record_fails_with_the_servers_message_and_the_rest_land(
-    srv, session, fresh_uids
+    srv, session, fresh_uids, monkeypatch
 ):
     uids = take(fresh_uids, 5)
     original = read(session, uids, labels=["statusId"])
     edited = original.copy()
     for uid in uids:
         edited.loc[uid, "personalNr"] = f"P-{uid[:6]}"
-    edited.loc[uids[3], "userId"] = 999  # no such user: the server refuses the record
+    # Without field definitions an option id cannot be checked before sending:
+    # no such user, so the server refuses the record.
+    monkeypatch.setattr(session, "field_defs", lambda service: None)
+    edited.loc[uids[3], "userId"] = 999
     report = writeback.write_back(session, SERVICE, original, edited, batch_size=2)
 
     ledger = {
@@ -566,3 +569,23 @@ def test_blank_text_a_lone_surrogate_and_a_mistyped_option_send_nothing(
     with pytest.raises(InvalidInput, match="did you mean 'force'"):
         session.write_back("Candidate", original, original.copy(), forse=True)
     assert calls(srv, "update") == before
+
+
+def test_unknown_option_ids_of_a_frame_without_labels_are_refused_before_sending(
+    srv, session, fresh_uids
+):
+    uids = take(fresh_uids, 2)
+    original = read(session, uids, labels=False)
+    edited = original.copy()
+    edited.loc[uids[0], "statusId"] = 99
+    edited.loc[uids[1], "userId"] = 12345
+    before, updates = stored(srv, uids), calls(srv, "update")
+    with pytest.raises(InvalidInput) as caught:
+        writeback.write_back(session, SERVICE, original, edited, dry_run=True)
+    problems = caught.value.problems
+    assert problems[0].startswith(
+        f"uid {uids[0]!r}, column 'statusId': 99 is not an option id of this field "
+        "(valid ids: 1 ("
+    )
+    assert problems[1].startswith(f"uid {uids[1]!r}, column 'userId': 12345 is not")
+    assert calls(srv, "update") == updates and stored(srv, uids) == before
