@@ -47,6 +47,9 @@ Other choices:
   conflicts and cells the server holds) but sends no write.
 - Changed text is sent in NFC; a cleared cell is sent as null, never as NaN.
 - Naive datetimes are taken as server time (Europe/Amsterdam).
+- A date field takes a zoned timestamp's own calendar date, unconverted:
+  ``Timestamp("1990-02-03", tz="UTC")`` sets 1990-02-03. One with a time
+  other than midnight in its own zone is refused.
 - An ``add`` that gets no answer is never repeated: it is reported as
   ``unknown``, since only a look at the server can tell whether it landed.
 """
@@ -277,9 +280,14 @@ def _canon_date(value: Any, lenient: bool) -> str:
         ts = _as_timestamp(value)
         if ts is None:
             raise _Bad(f"expected a date, got {type(value).__name__} {_show(value)}")
-    ts = _local(ts)
+    # A date has no time zone: a zoned value gives the date on its own calendar,
+    # never converted to server time first (UTC midnight stays that day).
     if not lenient and ts != ts.normalize():
-        raise _Bad(f"a date field cannot hold the time of {_show(value)}")
+        zone = f" in its own time zone ({ts.tzinfo})" if ts.tzinfo is not None else ""
+        raise _Bad(
+            f"a date field cannot hold a time: {_show(value)} has the time "
+            f"{ts:%H:%M:%S}{zone}"
+        )
     return ts.strftime("%Y-%m-%d")
 
 

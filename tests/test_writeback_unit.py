@@ -1165,3 +1165,30 @@ def test_option_ids_of_a_frame_read_without_labels_are_checked_before_sending():
         session, "Candidate", original, edited.drop(index=["1", "2"])
     )
     assert report.payloads == {"3": {"statusId": 3, "score": 99}}
+
+
+def test_a_zoned_timestamp_for_a_date_field_gives_its_own_calendar_date(setup):
+    session, original, edited = setup
+    edited["Person.birthdate"] = edited["Person.birthdate"].astype(object)
+    edited.loc["1", "Person.birthdate"] = pd.Timestamp("1990-02-03", tz="UTC")
+    edited.loc["2", "Person.birthdate"] = pd.Timestamp(
+        "1990-02-03", tz="America/New_York"
+    )
+    # The date it already holds, given at midnight in Tokyo: no change.
+    edited.loc["3", "Person.birthdate"] = pd.Timestamp("1990-01-03", tz="Asia/Tokyo")
+    report = writeback.write_back(session, "Candidate", original, edited)
+    assert report.payloads == {
+        "1": {"Person": {"birthdate": "1990-02-03"}},
+        "2": {"Person": {"birthdate": "1990-02-03"}},
+    }
+    edited.loc["4", "Person.birthdate"] = pd.Timestamp("1990-02-03 23:00", tz="UTC")
+    edited.loc["5", "Person.birthdate"] = pd.Timestamp("1990-02-03 10:00")
+    with pytest.raises(InvalidInput) as caught:
+        writeback.write_back(session, "Candidate", original, edited)
+    assert caught.value.problems == [
+        "uid '4', column 'Person.birthdate': a date field cannot hold a time: "
+        "Timestamp('1990-02-03 23:00:00+0000', tz='UTC') has the time 23:00:00 "
+        "in its own time zone (UTC)",
+        "uid '5', column 'Person.birthdate': a date field cannot hold a time: "
+        "Timestamp('1990-02-03 10:00:00') has the time 10:00:00",
+    ]
