@@ -889,10 +889,12 @@ def read_list(
 
     Raises:
         InvalidInput: a bad argument, before any request.
-        IncompleteRead: a request kept failing; ``.partial`` has every row
-            read so far and ``.resume_offset`` is the ``offset=`` to go on from.
-        OwsError: the server refused the request (a bad field or condition,
-            a lost login); it is not retried.
+        IncompleteRead: a request kept failing, or the server refused one
+            after rows were read (its error is the ``__cause__``); ``.partial``
+            has every row read so far and ``.resume_offset`` is the ``offset=``
+            to go on from.
+        OwsError: the server refused the first request (a bad field or
+            condition, a lost login); a refusal is not retried.
         DriftError: with ``strict=True``, when records moved while reading.
 
     >>> df = session.read_list("Candidate", ["Person.lastName", "statusId"],
