@@ -294,7 +294,7 @@ def test_an_internal_id_wins_over_an_equal_personal_nr_of_another_record():
         assert mapping.loc["uA", "surviving_uid"] == "uD"
 
 
-# ---- against the sandbox --------------------------------------------------------------
+# ---- against the sandbox -------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

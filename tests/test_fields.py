@@ -239,7 +239,7 @@ def test_credentials_fall_back_to_the_environment(monkeypatch):
     assert session.http.requests[0][2] == ("envuser", "envpw")
 
 
-# ---- against the sandbox --------------------------------------------------------------
+# ---- against the sandbox -------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

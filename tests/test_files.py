@@ -237,7 +237,7 @@ def fresh(server):
     return FakeSession(server)
 
 
-# ---- upload -------------------------------------------------------------------------
+# ---- upload --------------------------------------------------------------------------
 
 
 def test_upload_sends_the_token_in_the_multipart_body_and_returns_the_entry(
@@ -351,7 +351,7 @@ def test_an_upload_refused_for_the_session_logs_in_again_once(fresh, server, tmp
         files.upload(fresh, _write(tmp_path / "a.pdf", b"x"))
 
 
-# ---- document types and attach --------------------------------------------------------
+# ---- document types and attach -------------------------------------------------------
 
 
 def test_document_types_pages_by_total_count_and_types_the_flags(fresh):
@@ -472,7 +472,7 @@ def test_documents_pages_with_count_and_list_and_keeps_ids_as_strings(fresh):
     assert [p[0]["offset"] for m, p in fresh.calls[1:]] == [0, 2, 4]
 
 
-# ---- download -------------------------------------------------------------------------
+# ---- download ------------------------------------------------------------------------
 
 
 def test_download_to_a_folder_uses_the_cookie_and_the_servers_name(
@@ -662,7 +662,7 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-# ---- against the sandbox --------------------------------------------------------------
+# ---- against the sandbox -------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

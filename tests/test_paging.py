@@ -19,7 +19,7 @@ from otyspd.errors import (
 from otyspd.paging import DriftWarning, export, iter_pages, read_detail, read_list
 from otyspd.transport import CallResult
 
-# ---- a scripted list server behind the Session interface -------------------------
+# ---- a scripted list server behind the Session interface -----------------------------
 
 
 class ListServer:
@@ -121,17 +121,17 @@ def uids(df):
     return list(df.index)
 
 
-# ---- capped pages (C13) -------------------------------------------------------------
+# ---- capped pages --------------------------------------------------------------------
 
 
-def test_c13_a_capped_page_size_loses_no_rows():
+def test_a_capped_page_size_loses_no_rows():
     server = ListServer(450, cap=200)
     df = read_list(server, "Candidate", WHAT, page_size=250)
     assert uids(df) == [r["uid"] for r in server.rows]
     assert df.index.is_unique and len(df) == 450
 
 
-def test_c13_excluded_limit_check_is_sent_for_big_pages_and_the_real_size_learnt():
+def test_excluded_limit_check_is_sent_for_big_pages_and_the_real_size_learnt():
     server = ListServer(2500, cap=200, excluded_cap=700)
     df = read_list(server, "Candidate", WHAT, page_size=1000)
     assert len(df) == 2500 and df.index.is_unique
@@ -166,10 +166,10 @@ def test_limit_and_empty_lists():
     assert len(empty) == 0 and list(empty.columns) == ["Person.lastName", "statusId"]
 
 
-# ---- drift (C12) ------------------------------------------------------------------
+# ---- drift ---------------------------------------------------------------------------
 
 
-def test_c12_a_record_removed_before_the_read_position_is_not_skipped():
+def test_a_record_removed_before_the_read_position_is_not_skipped():
     server = ListServer(10, cap=2)
 
     def remove_first(page_no, srv):
@@ -182,7 +182,7 @@ def test_c12_a_record_removed_before_the_read_position_is_not_skipped():
     assert uids(df) == [f"{i:03d}" for i in range(1, 11)]
 
 
-def test_c12_a_record_added_before_the_read_position_is_not_duplicated():
+def test_a_record_added_before_the_read_position_is_not_duplicated():
     server = ListServer(10, cap=2)
 
     def add_front(page_no, srv):
@@ -198,7 +198,7 @@ def test_c12_a_record_added_before_the_read_position_is_not_duplicated():
     assert set(uids(df)) >= {f"{i:03d}" for i in range(1, 11)}
 
 
-def test_c12_churn_on_every_page_loses_nothing_that_stayed():
+def test_churn_on_every_page_loses_nothing_that_stayed():
     server = ListServer(600, cap=50)
     added = []
 
@@ -226,17 +226,17 @@ def test_strict_mode_raises_drift_error_with_the_frame():
     assert len(info.value.frame) == 9
 
 
-# ---- failures, resume (C16) ------------------------------------------------------------
+# ---- failures, resume ----------------------------------------------------------------
 
 
-def test_c16_a_failing_page_is_retried_on_the_same_offset():
+def test_a_failing_page_is_retried_on_the_same_offset():
     server = ListServer(1000, cap=200)
     server.failing = {398: 2}  # the third page (pages overlap by one row)
     df = read_list(server, "Candidate", WHAT, batch=1, page_retries=3)
     assert uids(df) == [r["uid"] for r in server.rows]
 
 
-def test_c16_a_page_that_keeps_failing_raises_with_partial_rows_and_resume_offset():
+def test_a_page_that_keeps_failing_raises_with_partial_rows_and_resume_offset():
     server = ListServer(1000, cap=200)
     server.failing = {398: 99}
     with pytest.raises(IncompleteRead, match="offset 399") as info:
@@ -252,7 +252,7 @@ def test_c16_a_page_that_keeps_failing_raises_with_partial_rows_and_resume_offse
     assert uids(whole) == [r["uid"] for r in server.rows]
 
 
-def test_c16_a_first_page_that_keeps_failing_is_an_incomplete_read_from_the_start():
+def test_a_first_page_that_keeps_failing_is_an_incomplete_read_from_the_start():
     server = ListServer(300, cap=200)
     server.failing = {0: 99}
     with pytest.raises(IncompleteRead, match="offset 0") as info:
@@ -275,7 +275,7 @@ def test_a_refused_first_page_is_the_servers_error_not_an_incomplete_read():
     assert not isinstance(info.value, IncompleteRead)
 
 
-def test_c22_a_refusal_mid_read_carries_the_rows_so_far_and_where_to_resume():
+def test_a_refusal_mid_read_carries_the_rows_so_far_and_where_to_resume():
     server = ListServer(1000, cap=200)
 
     def refuse_later(page_no, srv):
@@ -295,7 +295,7 @@ def test_c22_a_refusal_mid_read_carries_the_rows_so_far_and_where_to_resume():
     assert uids(pd.concat([err.partial, rest])) == [r["uid"] for r in server.rows]
 
 
-def test_c16_a_failure_inside_a_batch_keeps_the_pages_before_it():
+def test_a_failure_inside_a_batch_keeps_the_pages_before_it():
     server = ListServer(1000, cap=100)
     server.failing = {-1: 0}
     state = {"n": 0}
@@ -314,7 +314,7 @@ def test_c16_a_failure_inside_a_batch_keeps_the_pages_before_it():
     assert uids(err.partial) == [r["uid"] for r in server.rows[:397]]
 
 
-def test_c16_a_whole_request_failing_is_retried_then_reported():
+def test_a_whole_request_failing_is_retried_then_reported():
     server = ListServer(600)
     calls = {"n": 0}
     real = server.multi
@@ -359,7 +359,7 @@ def test_a_server_that_never_stops_sending_is_cut_off():
         read_list(server, "Candidate", WHAT, max_pages=5)
 
 
-# ---- arguments, iter_pages, detail ------------------------------------------------------
+# ---- arguments, iter_pages, detail ---------------------------------------------------
 
 
 def test_bad_arguments_are_rejected_before_any_request():
@@ -406,7 +406,7 @@ def test_read_detail_gives_a_series_named_by_uid():
     ]
 
 
-# ---- export ---------------------------------------------------------------------------
+# ---- export --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("suffix", ["parquet", "csv", "jsonl"])
@@ -443,7 +443,7 @@ def test_a_failed_export_leaves_no_file(tmp_path):
         export(server, "Candidate", WHAT, path=tmp_path / "x.xlsx")
 
 
-# ---- every request of the read is retried, then kept as an incomplete read --------------
+# ---- every request of the read is retried, then kept as an incomplete read -----------
 
 
 def _remove_before_position(server, at_page):
@@ -564,7 +564,7 @@ def test_page_size_above_the_server_maximum_is_capped():
     assert max(limits) == 1000
 
 
-# ---- export: failures, empty lists, files ------------------------------------------------
+# ---- export: failures, empty lists, files --------------------------------------------
 
 
 def test_an_interrupted_export_says_nothing_was_written_and_offers_no_resume(tmp_path):
@@ -676,7 +676,7 @@ def test_module_level_read_list_uses_the_last_session(monkeypatch):
     assert len(otyspd.read_list("Candidate", WHAT, otyspd.F("statusId") == 1)) == 20
 
 
-# ---- against the sandbox ------------------------------------------------------------
+# ---- against the sandbox -------------------------------------------------------------
 
 sandbox = pytest.importorskip("otyspd.sandbox")
 

@@ -39,7 +39,7 @@ BOUNDED = settings(
 )
 TZ = "Europe/Amsterdam"
 
-# ---- conditions ------------------------------------------------------------------
+# ---- conditions ----------------------------------------------------------------------
 
 field_names = st.one_of(
     st.sampled_from(["statusId", "Person.lastName", "a.b.c", "uid"]),
@@ -236,7 +236,7 @@ def test_far_dates_in_a_condition_are_refused_as_input():
         query.compile_condition(F("entryDateTime") < dt.datetime(1, 1, 1))
 
 
-# ---- what ---------------------------------------------------------------------
+# ---- what ----------------------------------------------------------------------------
 
 segments = st.one_of(
     st.sampled_from(["Person", "firstName", "uid", "statusId", "a"]),

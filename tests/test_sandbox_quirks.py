@@ -23,7 +23,7 @@ def _error(answer: dict) -> str:
     return answer["error"]["message"]
 
 
-# ---- envelope and sessions ------------------------------------------------------------
+# ---- envelope and sessions -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("token", [None, "", "abcdefghijklmnopqrstuvwxyz", 42])
@@ -96,7 +96,7 @@ def test_params_sent_as_an_object_are_taken_in_order(ows):
     assert rows and set(rows[0]) == {"uid"}
 
 
-# ---- shapes and types -----------------------------------------------------------------
+# ---- shapes and types ----------------------------------------------------------------
 
 
 def test_get_list_returns_a_bare_list(ows):
@@ -294,7 +294,7 @@ def test_multiservice_can_write_and_wrap(ows):
     assert ows.srv.get("CandidateService", uid)["personalNr"] == "A-17"
 
 
-# ---- languages ----------------------------------------------------------------------------
+# ---- languages -----------------------------------------------------------------------
 
 
 def test_option_labels_follow_the_content_language(ows):
@@ -371,7 +371,7 @@ def test_writing_a_multilingual_field_writes_the_current_language(ows):
     assert en == "Cook (m/f)" and nl != en
 
 
-# ---- paging ---------------------------------------------------------------------------------
+# ---- paging --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -427,7 +427,7 @@ def test_sort_on_several_fields_and_the_order_alias(ows):
     assert keys == sorted(keys)
 
 
-# ---- conditions -------------------------------------------------------------------------------
+# ---- conditions ----------------------------------------------------------------------
 
 
 def _uids(ows, condition, service="CandidateService") -> set:
@@ -531,7 +531,7 @@ def test_a_condition_on_a_vacancy_title_uses_the_content_language(ows):
     )
 
 
-# ---- enforcement --------------------------------------------------------------------------------
+# ---- enforcement ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -662,7 +662,7 @@ def test_get_detail_of_a_missing_record_is_a_not_found_error(ows):
     )
 
 
-# ---- duplicates, portal, files --------------------------------------------------------------------
+# ---- duplicates, portal, files -------------------------------------------------------
 
 
 def test_duplicate_info_prefers_internal_id_over_personal_nr(ows):
@@ -777,7 +777,7 @@ def test_attach_refuses_unknown_records_types_and_keys(ows):
     ).isdigit()
 
 
-# ---- seed data --------------------------------------------------------------------------------------
+# ---- seed data -----------------------------------------------------------------------
 
 
 def test_seed_data_is_deterministic_and_messy(make_sandbox):
@@ -810,7 +810,7 @@ def test_seed_data_is_deterministic_and_messy(make_sandbox):
     assert duplicates > 0
 
 
-# ---- malformed and hostile requests ------------------------------------------------------
+# ---- malformed and hostile requests --------------------------------------------------
 
 
 @pytest.fixture(scope="module")

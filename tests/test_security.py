@@ -249,7 +249,7 @@ def test_the_connect_form_keeps_no_key_in_its_state_repr_or_messages(
         form.session.close()
 
 
-# ---- TLS ----------------------------------------------------------------------------
+# ---- TLS -----------------------------------------------------------------------------
 
 
 def _free_port() -> int:
@@ -330,7 +330,7 @@ def test_an_unsigned_certificate_is_refused_unless_the_user_turns_checks_off(
     insecure.http.close()
 
 
-# ---- downloads and the sandbox's address ----------------------------------------------
+# ---- downloads and the sandbox's address ---------------------------------------------
 
 
 def test_a_download_carries_the_session_in_a_cookie_not_in_the_url(
@@ -388,7 +388,7 @@ def test_the_sandbox_command_listens_on_loopback_by_default():
     assert url.startswith("http://127.0.0.1:"), lines
 
 
-# ---- stored notebook outputs ------------------------------------------------------------
+# ---- stored notebook outputs ---------------------------------------------------------
 
 # A PHP session id (26 of [a-z0-9]) within 60 characters of a word that names a session.
 _TOKEN_NEAR = re.compile(

@@ -47,7 +47,7 @@ def open_session(fake: FakeOWS, **options) -> Session:
     return connect(KEY, URL, http=fake.session(), sleep=lambda s: None, **options)
 
 
-# ---- connect ------------------------------------------------------------------
+# ---- connect -------------------------------------------------------------------------
 
 
 def test_connect_logs_in_and_checks_at_once_and_becomes_the_last_session(fake):
@@ -152,7 +152,7 @@ def test_username_and_password_come_from_options_or_the_environment(fake, monkey
     assert "given-password-1" not in repr(session)
 
 
-# ---- calls ----------------------------------------------------------------------
+# ---- calls ---------------------------------------------------------------------------
 
 
 def test_call_and_multi_go_through_the_session(fake):
@@ -274,7 +274,7 @@ def test_set_language_raises_when_a_service_refuses(fake):
     assert session.language_code is None
 
 
-# ---- ending ------------------------------------------------------------------------
+# ---- ending --------------------------------------------------------------------------
 
 
 def test_leaving_the_with_block_logs_out_and_closes_the_session(fake):
@@ -313,7 +313,7 @@ def test_an_exception_inside_the_with_block_still_logs_out(fake):
     assert fake.count("logout") == 1
 
 
-# ---- reprs and secrets --------------------------------------------------------------------
+# ---- reprs and secrets ---------------------------------------------------------------
 
 
 def test_the_session_repr_shows_url_and_user_and_no_secret(fake):
@@ -352,7 +352,7 @@ def test_no_log_record_or_error_carries_the_key_or_token(fake, caplog):
     assert "bad token *** key ***" in str(caught.value)
 
 
-# ---- connect over real HTTP on 127.0.0.1 ------------------------------------------------------
+# ---- connect over real HTTP on 127.0.0.1 ---------------------------------------------
 
 
 @pytest.fixture
@@ -428,7 +428,7 @@ def test_a_rate_limited_answer_waits_for_retry_after_not_the_budget_headers(fake
     assert clock.sleeps == [2.0]
 
 
-# ---- against the sandbox over real HTTP on 127.0.0.1 ------------------------------------------
+# ---- against the sandbox over real HTTP on 127.0.0.1 ---------------------------------
 
 VACANCIES = {"what": {"uid": 1, "title": 1}, "limit": 50, "sort": {"uid": "ASC"}}
 

@@ -59,7 +59,7 @@ def failing(status: int, body: str = "", headers: dict | None = None):
     return (status, body.encode(), headers or {})
 
 
-# ---- envelope and token ---------------------------------------------------------
+# ---- envelope and token --------------------------------------------------------------
 
 
 def test_a_call_logs_in_first_and_sends_the_token_as_the_first_parameter():
@@ -122,7 +122,7 @@ def test_only_reads_count_as_safe_to_repeat(method, read):
     assert is_read(method) is read
 
 
-# ---- relogin --------------------------------------------------------------------
+# ---- relogin -------------------------------------------------------------------------
 
 
 def test_an_expired_session_logs_in_again_once_and_repeats_the_call():
@@ -281,7 +281,7 @@ def test_logout_is_quiet_on_a_dead_session_and_when_repeated():
     assert fake.logins == 1
 
 
-# ---- retries ------------------------------------------------------------------------
+# ---- retries -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -429,7 +429,7 @@ def test_a_429_makes_every_thread_of_the_session_wait():
     assert transport.pacer._paused_until == pytest.approx(clock.now)
 
 
-# ---- malformed answers ------------------------------------------------------------
+# ---- malformed answers ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -508,7 +508,7 @@ def test_server_messages_map_to_the_error_tree(message, code, kind):
     assert error.ows_message == message and error.code == code and error.method == GET
 
 
-# ---- MultiService ---------------------------------------------------------------------
+# ---- MultiService --------------------------------------------------------------------
 
 
 def test_multi_with_a_list_returns_a_list_of_results_in_order_with_errors_apart():
@@ -704,7 +704,7 @@ def test_bad_multi_containers_are_refused_before_sending():
     assert transport.multi([]) == [] and transport.multi({}) == {}
 
 
-# ---- content language -----------------------------------------------------------------
+# ---- content language ----------------------------------------------------------------
 
 
 def test_a_call_in_a_language_is_wrapped_with_the_token_inside_the_inner_request():
@@ -756,7 +756,7 @@ def test_an_expired_session_inside_a_wrapped_call_is_renewed_in_the_inner_reques
     assert fake.logins == 2
 
 
-# ---- pacing ---------------------------------------------------------------------------
+# ---- pacing --------------------------------------------------------------------------
 
 
 def test_the_pacer_keeps_every_sixty_seconds_under_the_limit():
@@ -817,7 +817,7 @@ def test_a_bad_rate_limit_is_a_configuration_error():
         Pacer(-1)
 
 
-# ---- endpoints, logging, reprs ----------------------------------------------------------
+# ---- endpoints, logging, reprs -------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -896,7 +896,7 @@ def test_a_missing_api_key_is_a_configuration_error():
         Transport(URL, "")
 
 
-# ---- over real HTTP on 127.0.0.1 -------------------------------------------------------------
+# ---- over real HTTP on 127.0.0.1 -----------------------------------------------------
 
 
 def test_a_closed_port_is_a_transport_error_after_the_read_retries():

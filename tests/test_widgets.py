@@ -78,7 +78,7 @@ def fake_connect(monkeypatch):
     return calls
 
 
-# ---- connect form, with a stand-in connect -------------------------------------
+# ---- connect form, with a stand-in connect -------------------------------------------
 
 
 def test_connect_form_wipes_the_key_and_shows_who_is_connected(fake_connect):
@@ -166,7 +166,7 @@ def test_connecting_again_closes_the_previous_session(fake_connect):
     assert form.session is not first
 
 
-# ---- explorer, with a stand-in session -------------------------------------------
+# ---- explorer, with a stand-in session -----------------------------------------------
 
 
 def test_explorer_offers_the_listable_fields_of_the_service():
@@ -275,7 +275,7 @@ def test_removing_a_condition_row_drops_it():
     assert ex.condition() is None
 
 
-# ---- review panel, with a stand-in plan ------------------------------------------
+# ---- review panel, with a stand-in plan ----------------------------------------------
 
 
 class StandInReport:
@@ -488,7 +488,7 @@ def test_review_refuses_to_exclude_a_change_that_is_not_planned():
     assert "9 / statusId" in str(caught.value)
 
 
-# ---- against a real sandbox --------------------------------------------------------
+# ---- against a real sandbox ----------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

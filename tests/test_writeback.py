@@ -109,10 +109,10 @@ def spy(session, monkeypatch):
     return Spy(session, monkeypatch)
 
 
-# ---- C11 and C17 ----------------------------------------------------------------------
+# ---- missing values and concurrent edits ---------------------------------------------
 
 
-def test_c11_cleared_cells_go_as_null_and_no_nan_is_ever_sent(
+def test_cleared_cells_go_as_null_and_no_nan_is_ever_sent(
     srv, session, fresh_uids, spy
 ):
     uids = take(fresh_uids, 3)
@@ -134,7 +134,7 @@ def test_c11_cleared_cells_go_as_null_and_no_nan_is_ever_sent(
     assert srv.get(SERVICE, uids[1])["Person"]["phoneMobile"] is None
 
 
-def test_c17_only_the_edited_field_is_sent_and_a_colleagues_edit_survives(
+def test_only_the_edited_field_is_sent_and_a_colleagues_edit_survives(
     srv, session, fresh_uids, spy
 ):
     (uid,) = take(fresh_uids, 1)
@@ -155,10 +155,10 @@ def test_c17_only_the_edited_field_is_sent_and_a_colleagues_edit_survives(
     assert record["Person"]["firstName"] == "Bea"
 
 
-# ---- C18 --------------------------------------------------------------------------------
+# ---- partial failures ----------------------------------------------------------------
 
 
-def test_c18_an_invalid_payload_stops_everything_before_the_first_write(
+def test_an_invalid_payload_stops_everything_before_the_first_write(
     srv, session, fresh_uids
 ):
     uids = take(fresh_uids, 5)
@@ -175,7 +175,7 @@ def test_c18_an_invalid_payload_stops_everything_before_the_first_write(
     assert all(srv.get(SERVICE, u)["Person"]["firstName"] != "Fixed" for u in uids)
 
 
-def test_c18_a_refused_record_fails_with_the_servers_message_and_the_rest_land(
+def test_a_refused_record_fails_with_the_servers_message_and_the_rest_land(
     srv, session, fresh_uids, monkeypatch
 ):
     uids = take(fresh_uids, 5)
@@ -254,7 +254,7 @@ def test_dropped_batches_are_read_back_so_the_report_matches_the_server(
     )
 
 
-# ---- conflicts ----------------------------------------------------------------------------
+# ---- conflicts -----------------------------------------------------------------------
 
 
 def test_a_concurrent_edit_is_a_conflict_and_force_overrides_it(
@@ -281,7 +281,7 @@ def test_a_concurrent_edit_is_a_conflict_and_force_overrides_it(
     assert srv.get(SERVICE, uids[0])["Person"]["firstName"] == "Mine"
 
 
-# ---- undo, re-runs, dry runs, journal -------------------------------------------------------
+# ---- undo, re-runs, dry runs, journal ------------------------------------------------
 
 
 def test_undo_restores_the_server_exactly(srv, session, fresh_uids, tmp_path):
@@ -401,7 +401,7 @@ def test_the_journal_file_holds_before_and_after_and_no_secrets(
     assert report.journal == outcome
 
 
-# ---- value rules ------------------------------------------------------------------------------
+# ---- value rules ---------------------------------------------------------------------
 
 
 def test_label_columns_are_written_as_ids(srv, session, fresh_uids):
@@ -518,7 +518,7 @@ def test_read_only_fields_from_the_field_definitions_are_refused(
     assert calls(srv, "update") == before
 
 
-# ---- input that must stop a write before it starts ---------------------------------------
+# ---- input that must stop a write before it starts -----------------------------------
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from otyspd.frames import nest_changes as nest
 from otyspd.journal import read_journal
 from otyspd.schema import FieldDef
 
-# ---- a fake session: getDetail / update / add / delete on a dict of records ----
+# ---- a fake session: getDetail / update / add / delete on a dict of records ----------
 
 
 @dataclass
@@ -177,7 +177,7 @@ def setup():
     return session, original, original.copy()
 
 
-# ---- diff -------------------------------------------------------------------
+# ---- diff ----------------------------------------------------------------------------
 
 
 def test_diff_lists_changed_cells_sorted_by_uid_then_column(setup):
@@ -274,17 +274,17 @@ def test_diff_leaves_the_original_alone(setup):
     assert original.attrs == before.attrs
 
 
-# ---- payloads -----------------------------------------------------------------
+# ---- payloads ------------------------------------------------------------------------
 
 
 def test_only_changed_fields_are_sent_nested_and_json_safe(setup):
     session, original, edited = setup
     edited["phone"] = edited["phone"].astype(object)
-    edited.loc["1", "phone"] = np.nan  # still missing: no change (C17)
+    edited.loc["1", "phone"] = np.nan  # still missing: no change
     edited.loc["1", "email"] = "b@example.org"
     edited.loc["2", "Person.firstName"] = "Bea"
     edited.loc["2", "statusId"] = "Active"
-    edited.loc["3", "Person.birthdate"] = pd.NaT  # cleared (C11)
+    edited.loc["3", "Person.birthdate"] = pd.NaT  # cleared
     edited.loc["3", "score"] = pd.NA
     edited.loc["4", "entryDateTime"] = pd.Timestamp("2024-07-01 12:00", tz="UTC")
     edited.loc["5", "Person.birthdate"] = pd.Timestamp("2001-12-31")
@@ -324,7 +324,7 @@ def test_a_label_typed_by_the_user_is_looked_up_in_the_option_list(setup):
     assert session.store["5"]["statusId"] == 3
 
 
-# ---- validation ------------------------------------------------------------------
+# ---- validation ----------------------------------------------------------------------
 
 
 def test_every_problem_is_listed_and_nothing_is_sent(setup):
@@ -405,11 +405,11 @@ def test_a_frame_read_from_another_service_is_refused(setup):
         writeback.write_back(session, "Vacancy", original, edited)
 
 
-# ---- conflicts, failures, re-runs -------------------------------------------------------
+# ---- conflicts, failures, re-runs ----------------------------------------------------
 
 
 def test_a_concurrent_edit_of_another_field_survives(setup):
-    """C17: only the edited field is sent; the colleague's phone stays."""
+    """only the edited field is sent; the colleague's phone stays."""
     session, original, edited = setup
     session.store["1"]["phone"] = "0612345678"
     edited.loc["1", "email"] = "b@example.org"
@@ -448,7 +448,7 @@ def test_a_deleted_record_is_a_conflict(setup):
 
 
 def test_a_refused_record_fails_with_the_server_message_and_the_rest_are_written(setup):
-    """C18: a per-uid ledger, and a re-run sends only what is still missing."""
+    """a per-uid ledger, and a re-run sends only what is still missing."""
     session, original, edited = setup
     session.reject = {"4": "Unknown option id 77 for statusId"}
     for uid in "12345":
@@ -498,7 +498,7 @@ def test_a_batch_without_an_answer_is_read_back_not_guessed(setup, when):
     assert rerun.counts.get("written", 0) == (2 if when == "before" else 0)
 
 
-# ---- dry run and apply ----------------------------------------------------------------
+# ---- dry run and apply ---------------------------------------------------------------
 
 
 def test_a_dry_run_reads_but_writes_nothing_and_can_be_applied_minus_exclusions(setup):
@@ -535,7 +535,7 @@ def test_exclude_on_write_back_takes_pairs_and_whole_records(setup):
     assert report.payloads == {"1": {"email": "a@example.org"}}
 
 
-# ---- adds and deletes ---------------------------------------------------------------------
+# ---- adds and deletes ----------------------------------------------------------------
 
 
 def test_new_rows_need_allow_add_and_unknown_uids_are_refused(setup):
@@ -581,7 +581,7 @@ def test_rows_left_out_are_skipped_unless_deletes_are_allowed(setup):
     assert "4" not in session.store
 
 
-# ---- journal and undo ------------------------------------------------------------------------
+# ---- journal and undo ----------------------------------------------------------------
 
 
 def test_the_journal_file_records_before_and_after_per_batch(setup, tmp_path):
@@ -683,7 +683,7 @@ def test_canonical_refuses_infinities_and_reads_server_shapes():
 
 
 def test_updated_moves_only_confirmed_cells_into_the_baseline(setup):
-    """C18: the baseline snapshot follows only what the server confirmed."""
+    """the baseline snapshot follows only what the server confirmed."""
     session, original, edited = setup
     session.reject = {"2": "Field 'email' may not be empty"}
     edited.loc["1", "email"] = "a@example.org"
@@ -786,7 +786,7 @@ def test_progress_bars_can_be_asked_for(setup, capsys):
     assert "Writing CandidateService" in capsys.readouterr().err
 
 
-# ---- exclude entries must name a change -------------------------------------------------
+# ---- exclude entries must name a change ----------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -858,7 +858,7 @@ def test_excluding_a_change_that_is_not_planned_is_fine(setup):
     assert session.store["2"]["email"] == "colleague@example.org"
 
 
-# ---- undo after adds and deletes ---------------------------------------------------------
+# ---- undo after adds and deletes -----------------------------------------------------
 
 
 def test_undo_after_a_delete_says_the_record_stays_gone_and_how_to_add_it_again(
@@ -928,7 +928,7 @@ def test_undo_deletes_the_records_the_write_added_and_counts_name_records(setup)
     }
 
 
-# ---- values the server cannot take, and unknown options ----------------------------------
+# ---- values the server cannot take, and unknown options ------------------------------
 
 
 def test_blank_text_huge_integers_and_lone_surrogates_are_refused_with_row_and_column():
@@ -1006,7 +1006,7 @@ def test_an_unknown_option_is_named_with_the_valid_ones(setup, tmp_path, where):
     assert session.store["1"]["email"] == expected
 
 
-# ---- frames whose values changed spelling but not meaning --------------------------
+# ---- frames whose values changed spelling but not meaning ----------------------------
 
 
 def _with_empty_texts():
