@@ -2,8 +2,9 @@
 
 Each service is declared as a list of :class:`otyspd.schema.FieldDef` rows,
 named by dotted path (``Person.AddressPrimary.city``), the way the field
-definition pages of OWS list them. The field names follow what real clients
-send and read (see ``spec/ows-protocol.md`` section 5); the attributes
+definition pages of OWS list them. The field names follow what public
+clients of the real server send and read (the vendor's own website plugin
+among them); the attributes
 (listable, updatable, ...) are the sandbox's choice where the real value is
 unknown, and the server enforces them.
 
