@@ -398,11 +398,6 @@ def _to_integer(column: str, values: list, uids: list) -> Any:
     return pd.arrays.IntegerArray(arr, mask)
 
 
-def _zero_led(text: str) -> bool:
-    digits = text.strip().lstrip("+-")
-    return len(digits) > 1 and digits.startswith("0")
-
-
 def _to_float(column: str, values: list, uids: list) -> Any:
     out, bad = [], []
     for i, v in enumerate(values):

@@ -811,14 +811,15 @@ class _Reader:
             )
         exc = IncompleteRead(
             message,
-            partial=self._partial(),
+            partial=self.frame(),
             resume_offset=position,
             expected=stats.total_end,
         )
         exc.__cause__ = error
         return exc
 
-    def _partial(self) -> pd.DataFrame:
+    def frame(self) -> pd.DataFrame:
+        """Every row read so far as one frame (an empty, typed one when none)."""
         if self.frames:
             return concat_frames(self.frames)
         return records_to_frame(
@@ -914,8 +915,7 @@ def read_list(
     reader = _Reader(session, plan)
     for _ in reader.chunks(CONVERT_ROWS):
         pass
-    frame = concat_frames(reader.frames) if reader.frames else reader._partial()
-    return frame
+    return reader.frame()
 
 
 def iter_pages(
